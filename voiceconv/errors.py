@@ -1,0 +1,52 @@
+"""Project exception types.
+
+Every error a user can cause (a bad file, a wrong setting, a checkpoint from
+somewhere else) is raised as a :class:`VoiceconvError` subclass whose message is
+one line that names the offending file and the problem. Command-line tools catch
+``VoiceconvError``, print ``str(err)`` and carry on with the next input; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class VoiceconvError(Exception):
+    """Base class of every error voiceconv raises on purpose."""
+
+
+class FileProblem(VoiceconvError):
+    """A problem tied to one file: ``str(err)`` is ``"<path>: <problem>"``."""
+
+    def __init__(self, path: str | os.PathLike[str] | None, problem: str) -> None:
+        self.path = Path(path) if path is not None else None
+        self.problem = problem
+        where = str(self.path) if self.path is not None else "<array>"
+        super().__init__(f"{where}: {problem}")
+
+
+class AudioError(FileProblem):
+    """An audio input that cannot be used (unreadable, empty, silent, NaN, ...)."""
+
+
+class CorpusError(FileProblem):
+    """A corpus folder that does not have the layout its reader expects."""
+
+
+class CheckpointError(FileProblem):
+    """A checkpoint that is missing, corrupt, or made with incompatible settings."""
+
+
+class ConfigError(VoiceconvError):
+    """Settings that contradict each other or the data they are applied to."""
+
+
+class MelConfigMismatch(ConfigError):
+    """Mel features made with one :class:`~voiceconv.audio.mel.MelConfig` fed to a
+    model trained on another (the commonest cause of noisy vocoder output)."""
+
+
+class TrainingDiverged(VoiceconvError):
+    """A non-finite loss; the run stops and the last good checkpoint is kept."""

@@ -1,0 +1,1 @@
+"""Small helpers every room may use (the lowest room: imports nothing from voiceconv)."""
