@@ -31,6 +31,10 @@ def atomic_path(dest: str | os.PathLike[str], suffix: str | None = None) -> Iter
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{ext}", dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp makes the file 0600; give the result the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
         os.replace(tmp_path, dest)
