@@ -18,7 +18,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "[bootstrap] creating $VENV and installing voiceconv[dev,eval] (torch 2.11 takes about a minute)"
     "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-    "$VENV/bin/python" -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+    "$VENV/bin/python" -m pip install -q -e ".[dev,eval]" 2>&1 | grep -v "^WARNING: Location" || true
     "$VENV/bin/python" -c "import voiceconv, torch, torchaudio, librosa, soundfile, hydra" 
     touch "$stamp"
 fi
