@@ -1,0 +1,103 @@
+"""Class-conditional GAN with a projection discriminator."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from voiceconv.errors import ConfigError
+from voiceconv.models.base import load_model, save_model
+from voiceconv.models.cgan import ConditionalGAN
+
+torch.set_num_threads(1)
+
+
+def _model(**kw) -> ConditionalGAN:
+    args = {"num_classes": 3, "latent_dim": 4, "channels": 1, "image_size": 8, "base_channels": 4,
+            "embed_dim": 3}
+    args.update(kw)
+    return ConditionalGAN(**args)
+
+
+def test_sample_shapes_and_label_dependence() -> None:
+    torch.manual_seed(0)
+    m = _model()
+    labels = torch.tensor([0, 1, 2, 1])
+    x = m.sample(labels)
+    assert x.shape == (4, 1, 8, 8)
+    m.eval()
+    z = torch.randn(1, 4).repeat(3, 1)
+    y = m.generate(z, torch.tensor([0, 1, 2]))
+    assert not torch.allclose(y[0], y[1]) and not torch.allclose(y[1], y[2])
+    assert m.discriminate(x, labels).shape == (4,)
+
+
+def test_projection_is_the_only_label_path_in_the_discriminator() -> None:
+    # D(x, y) = psi(phi(x)) + <V[y], phi(x)>: with V = 0 the logit cannot depend on y, and
+    # D(x, y1) - D(x, y2) = <V[y1] - V[y2], phi(x)> is linear in V.
+    torch.manual_seed(0)
+    m = _model(spectral_norm=False)
+    x = torch.randn(2, 1, 8, 8)
+    y0, y1 = torch.tensor([0, 0]), torch.tensor([2, 2])
+    assert not torch.allclose(m.discriminate(x, y0), m.discriminate(x, y1))
+    diff = m.discriminate(x, y0) - m.discriminate(x, y1)
+    with torch.no_grad():
+        m.d_projection.weight.mul_(3.0)
+    diff3 = m.discriminate(x, y0) - m.discriminate(x, y1)
+    torch.testing.assert_close(diff3, 3 * diff)
+    with torch.no_grad():
+        m.d_projection.weight.zero_()
+    torch.testing.assert_close(m.discriminate(x, y0), m.discriminate(x, y1))
+
+
+def test_discriminator_loss_falls_on_a_fixed_split() -> None:
+    torch.manual_seed(0)
+    m = _model(base_channels=8)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    real = torch.rand(6, 1, 8, 8) * 2 - 1
+    fake = m.sample(labels)
+    opt = torch.optim.Adam(m.discriminator_parameters(), 2e-3, betas=(0.0, 0.9))
+    losses = []
+    for _ in range(25):
+        loss = m.discriminator_loss(real, labels, fake)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_losses_route_gradients_to_the_right_player() -> None:
+    m = _model()
+    labels = torch.tensor([0, 2])
+    m.discriminator_loss(torch.randn(2, 1, 8, 8), labels).backward()
+    assert all(p.grad is None for p in m.generator_parameters())
+    assert all(p.grad is not None for p in m.discriminator_parameters())
+    m.zero_grad(set_to_none=True)
+    m.generator_loss(labels).backward()
+    assert all(p.grad is not None for p in m.generator_parameters())
+
+
+def test_bad_labels_and_arguments() -> None:
+    m = _model()
+    with pytest.raises(ValueError):
+        m.sample(torch.tensor([3]))
+    with pytest.raises(ValueError):
+        m.sample(torch.tensor([[0]]))
+    with pytest.raises(ConfigError):
+        _model(num_classes=0)
+    with pytest.raises(ConfigError):
+        _model(gan_mode="wasserstein")
+
+
+def test_save_load_round_trip(tmp_path) -> None:
+    m = _model()
+    m.discriminate(torch.randn(2, 1, 8, 8), torch.tensor([0, 1]))  # power iteration step
+    save_model(m, tmp_path / "cgan.pt")
+    loaded = load_model(tmp_path / "cgan.pt")
+    m.eval()
+    loaded.eval()
+    z, y = torch.randn(3, 4), torch.tensor([2, 0, 1])
+    assert torch.equal(m.generate(z, y), loaded.generate(z, y))
+    x = torch.randn(3, 1, 8, 8)
+    assert torch.equal(m.discriminate(x, y), loaded.discriminate(x, y))

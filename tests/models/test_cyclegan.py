@@ -1,0 +1,260 @@
+"""The generic CycleGAN container, its ResNet generator and the image pool."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from voiceconv.errors import ConfigError
+from voiceconv.models.base import SavableModule, load_model, save_model
+from voiceconv.models.blocks import PatchDiscriminator
+from voiceconv.models.cyclegan import CycleGAN, GeneratorOutput, ResnetGenerator
+from voiceconv.models.image_pool import ImagePool
+
+torch.set_num_threads(1)
+
+
+def _params_without_instance_norm_affine(m: nn.Module) -> int:
+    n = sum(p.numel() for p in m.parameters())
+    return n - sum(p.numel() for mod in m.modules()
+                   if isinstance(mod, nn.InstanceNorm1d | nn.InstanceNorm2d)
+                   for p in mod.parameters())
+
+
+def test_resnet_generator_matches_reference_parameter_count() -> None:
+    # pytorch-CycleGAN-and-pix2pix prints "Total number of parameters: 11378179" for
+    # resnet_9blocks (instance norm without affine) and 11388675 with affine instance norm.
+    with torch.device("meta"):
+        g = ResnetGenerator(3, 3, 64, 9)
+    assert _params_without_instance_norm_affine(g) == 11378179
+    assert sum(p.numel() for p in g.parameters()) == 11388675
+
+
+@pytest.mark.parametrize(("dim", "shape"), [(2, (2, 3, 32, 32)), (1, (2, 80, 64))])
+def test_resnet_generator_keeps_shape(dim: int, shape: tuple[int, ...]) -> None:
+    g = ResnetGenerator(shape[1], shape[1], 4, 2, dim=dim)
+    y = g(torch.randn(shape))
+    assert y.shape == shape
+    assert y.abs().max() <= 1
+
+
+def _image_model(**kw) -> CycleGAN:
+    def g() -> ResnetGenerator:
+        return ResnetGenerator(3, 3, 4, 1, dim=2)
+
+    def d() -> PatchDiscriminator:
+        return PatchDiscriminator(3, 4, 2, dim=2)
+
+    return CycleGAN(g(), g(), d(), d(), **kw)
+
+
+def _mel_model(second: bool = True, **kw) -> CycleGAN:
+    def g() -> ResnetGenerator:
+        return ResnetGenerator(80, 80, 8, 1, dim=1, output_activation="none")
+
+    def d() -> PatchDiscriminator:
+        return PatchDiscriminator(80, 4, 2, dim=1)
+
+    return CycleGAN(g(), g(), d(), d(), d() if second else None, d() if second else None, **kw)
+
+
+def _count_calls(modules: list[nn.Module]) -> list[int]:
+    counter = [0]
+    for m in modules:
+        m.register_forward_hook(lambda *_: counter.__setitem__(0, counter[0] + 1))
+    return counter
+
+
+@pytest.mark.parametrize("kind", ["image", "mel"])
+def test_one_full_generator_and_discriminator_step(kind: str) -> None:
+    torch.manual_seed(0)
+    model = _image_model(pool_size=3) if kind == "image" else _mel_model(pool_size=3)
+    shape = (2, 3, 32, 32) if kind == "image" else (2, 80, 64)
+    a, b = torch.randn(shape), torch.randn(shape)
+    opt_g = torch.optim.Adam(model.generator_parameters(), 1e-3)
+    opt_d = torch.optim.Adam(model.discriminator_parameters(), 1e-3)
+    before = [p.detach().clone() for p in model.parameters()]
+
+    with model.discriminators_frozen():
+        out = model.generator_step(a, b, step=0)
+        opt_g.zero_grad()
+        out.loss.backward()
+    assert all(p.grad is None for p in model.discriminator_parameters())
+    assert all(p.grad is not None for p in model.generator_parameters())
+    opt_g.step()
+    for t in (out.fake_a, out.fake_b, out.cycle_a, out.cycle_b):
+        assert t.shape == shape and not t.requires_grad
+    d_loss, logs = model.discriminator_loss(a, b, out)
+    opt_d.zero_grad()
+    d_loss.backward()
+    opt_d.step()
+    assert torch.isfinite(out.loss) and torch.isfinite(d_loss)
+    expected_logs = {"d_a", "d_b", "d_total"} | ({"d2_a", "d2_b"} if kind == "mel" else set())
+    assert set(logs) == expected_logs
+    assert all(not torch.equal(p0, p) for p0, p in zip(before, model.parameters(), strict=True)
+               if p.dim() > 1)
+
+
+def test_generator_call_count_and_identity_switch() -> None:
+    model = _mel_model(second=False, identity_steps=3, lambda_identity=5.0)
+    calls = _count_calls([model.g_ab, model.g_ba])
+    a, b = torch.randn(2, 80, 16), torch.randn(2, 80, 16)
+    assert model.identity_weight(0) == 5.0
+    assert model.identity_weight(2) == 5.0
+    assert model.identity_weight(3) == 0.0
+    out = model.generator_step(a, b, step=2)
+    assert calls[0] == 6
+    assert float(out.logs["identity"]) > 0
+    calls[0] = 0
+    out = model.generator_step(a, b, step=3)
+    assert calls[0] == 4
+    assert float(out.logs["identity"]) == 0.0
+    assert float(out.logs["identity_weight"]) == 0.0
+
+
+def test_identity_weight_without_limit_is_constant() -> None:
+    model = _mel_model(second=False, lambda_identity=2.5)
+    assert model.identity_weight(0) == model.identity_weight(10**9) == 2.5
+
+
+def test_discriminator_loss_runs_no_generator_and_gives_it_no_grad() -> None:
+    model = _mel_model(pool_size=2)
+    a, b = torch.randn(2, 80, 16), torch.randn(2, 80, 16)
+    out = model.generator_step(a, b, step=0)
+    calls = _count_calls([model.g_ab, model.g_ba])
+    loss, _ = model.discriminator_loss(a, b, out)
+    loss.backward()
+    assert calls[0] == 0
+    assert all(p.grad is None for p in model.generator_parameters())
+    assert all(p.grad is not None for p in model.discriminator_parameters())
+
+
+class _Shift(SavableModule):
+    """Test generator: x + shift (no parameters used in the loss algebra)."""
+
+    def __init__(self, shift: float = 0.0) -> None:
+        super().__init__()
+        self.save_hparams(shift=shift)
+        self.shift = shift
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.shift + 0 * self.dummy
+
+
+class _Const(SavableModule):
+    """Test discriminator: constant logit c for every input."""
+
+    def __init__(self, c: float = 0.0) -> None:
+        super().__init__()
+        self.save_hparams(c=c)
+        self.c = nn.Parameter(torch.tensor(float(c)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.c.expand(x.shape[0], 1)
+
+
+def test_objective_matches_closed_form_lsgan() -> None:
+    s, c1, c2 = 0.25, 0.3, -0.6
+    lam_c, lam_i = 10.0, 5.0
+    model = CycleGAN(_Shift(s), _Shift(-s), _Const(c1), _Const(c1), _Const(c2), _Const(c2),
+                     lambda_cycle=lam_c, lambda_identity=lam_i)
+    a, b = torch.randn(3, 4), torch.randn(3, 4)
+    out = model.generator_step(a, b, step=0)
+    # Cycles are exact (shift then unshift): cycle loss 0; identity: |x +- s - x| = s per pass.
+    adv = 2 * (c1 - 1) ** 2
+    adv2 = 2 * (c2 - 1) ** 2
+    expected = adv + adv2 + lam_c * 0.0 + lam_i * (2 * s)
+    assert float(out.loss.detach()) == pytest.approx(expected, rel=1e-6)
+    d_loss, logs = model.discriminator_loss(a, b, out)
+    per_d1 = 0.5 * ((c1 - 1) ** 2 + c1**2)
+    per_d2 = 0.5 * ((c2 - 1) ** 2 + c2**2)
+    assert float(d_loss.detach()) == pytest.approx(2 * per_d1 + 2 * per_d2, rel=1e-6)
+    assert float(logs["d_a"]) == pytest.approx(per_d1, rel=1e-6)
+
+
+def test_cycle_loss_falls_when_training_generators() -> None:
+    torch.manual_seed(0)
+    def g() -> ResnetGenerator:
+        return ResnetGenerator(80, 80, 16, 1, dim=1, output_activation="none")
+
+    d = PatchDiscriminator(80, 4, 2, dim=1)
+    model = CycleGAN(g(), g(), d, PatchDiscriminator(80, 4, 2, dim=1), lambda_identity=0.0)
+    a, b = torch.randn(2, 80, 16), torch.randn(2, 80, 16)
+    opt = torch.optim.Adam(model.generator_parameters(), 1e-2)
+    first = None
+    for _ in range(30):
+        with model.discriminators_frozen():
+            out = model.generator_step(a, b, step=0)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        first = float(out.logs["cycle"]) if first is None else first
+    assert float(out.logs["cycle"]) < 0.8 * first
+
+
+def test_save_load_round_trip_reproduces_outputs(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = _mel_model(second=True, identity_steps=7, pool_size=4, gan_mode="hinge")
+    path = tmp_path / "cg.pt"
+    save_model(model, path)
+    loaded = load_model(path)
+    assert isinstance(loaded, CycleGAN)
+    assert isinstance(loaded.d2_a, PatchDiscriminator)
+    assert loaded.identity_steps == 7 and loaded.gan_loss.mode == "hinge"
+    model.eval()
+    loaded.eval()
+    x = torch.randn(1, 80, 16)
+    assert torch.equal(model.convert(x, "a2b"), loaded.convert(x, "a2b"))
+    assert torch.equal(model.convert(x, "b2a"), loaded.convert(x, "b2a"))
+
+
+def test_bad_arguments_raise_config_errors() -> None:
+    model = _mel_model(second=False)
+    with pytest.raises(ConfigError):
+        model.convert(torch.randn(1, 80, 8), "a2c")
+    d = PatchDiscriminator(80, 4, 2, dim=1)
+    with pytest.raises(ConfigError):
+        CycleGAN(model.g_ab, model.g_ba, model.d_a, model.d_b, d, None)
+    with pytest.raises(ConfigError):
+        CycleGAN(nn.Identity(), model.g_ba, model.d_a, model.d_b)
+    with pytest.raises(ConfigError):
+        CycleGAN(model.g_ab, model.g_ba, model.d_a, model.d_b, gan_mode="wgan")
+
+
+def test_discriminator_loss_requires_fakes() -> None:
+    model = _mel_model(second=False)
+    with pytest.raises(ValueError):
+        model.discriminator_loss(torch.zeros(1, 80, 8), torch.zeros(1, 80, 8),
+                                 GeneratorOutput(loss=torch.zeros(())))
+
+
+def test_image_pool_behaviour() -> None:
+    x = torch.arange(6.0).reshape(3, 2)
+    assert torch.equal(ImagePool(0).query(x), x)
+    pool = ImagePool(4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(pool.query(x), x)  # filling: returns the new items
+    seen = {tuple(r.tolist()) for r in x}
+    for k in range(20):
+        batch = torch.arange(6.0).reshape(3, 2) + 10 * (k + 1)
+        seen |= {tuple(r.tolist()) for r in batch}
+        out = pool.query(batch)
+        assert out.shape == batch.shape
+        assert all(tuple(r.tolist()) in seen for r in out)
+        assert len(pool) == 4
+    pool.query(torch.zeros(2, 5))  # new per-item shape empties the pool first
+    assert len(pool) == 2
+
+
+@pytest.mark.gpu
+def test_one_step_on_cuda() -> None:
+    device = torch.device("cuda")
+    model = _mel_model(pool_size=2).to(device)
+    a, b = torch.randn(2, 80, 16, device=device), torch.randn(2, 80, 16, device=device)
+    out = model.generator_step(a, b, step=0)
+    out.loss.backward()
+    d_loss, logs = model.discriminator_loss(a, b, out)
+    d_loss.backward()
+    assert out.fake_b.device.type == "cuda" and all(v.device.type == "cuda" for v in logs.values())
+    assert out.logs["identity_weight"].device.type == "cuda"
