@@ -1,0 +1,12 @@
+"""Make the helper module ``vc_tiny`` beside these tests importable (the suite runs with
+``--import-mode=importlib``, which does not put test folders on ``sys.path``; spawned DDP
+workers import it by name too)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
