@@ -1,0 +1,280 @@
+"""CycleGAN-VC2 (Kaneko et al., ICASSP 2019): 2-1-2D CNN generator, 2D PatchGAN
+discriminator, and the two-step adversarial loss, built on :class:`~voiceconv.models.cyclegan.CycleGAN`.
+
+Architecture (paper Fig. 4; ``h`` = mel bins, ``w`` = frames; every "GLU" is a real
+gated linear unit — a second convolution computes the gate, see
+:class:`~voiceconv.models.blocks.GatedConv`):
+
+Generator ``Generator212``::
+
+    Conv2d k(5,15) c128 s1, GLU                                   (no norm)
+    Downsample2d k5 c256 s2, IN, GLU   x2  (256, 256)              h/4 x w/4
+    reshape (256 * h/4, w/4) -> Conv1d k1 c256, IN                 2D -> 1D
+    6 x residual block: Conv1d k3 c512 IN GLU -> Conv1d k3 c256 IN -> sum
+    Conv1d k1 c(256 * h/4), IN -> reshape (256, h/4, w/4)          1D -> 2D
+    Upsample2d k5 c1024 -> PixelShuffle(2) -> IN -> GLU   (256 out)
+    Upsample2d k5 c512  -> PixelShuffle(2) -> IN -> GLU   (128 out)
+    Conv2d k(5,15) c1                                              (no norm, linear output)
+
+Discriminator ``PatchDiscriminator2D``::
+
+    Conv2d k3 c128 s1, GLU                                        (no norm)
+    Downsample2d k3 s2, IN, GLU: c256, c512, c1024
+    Downsample2d k(1,5) s1 c1024, IN, GLU
+    Conv2d k(1,3) c1                                              raw logits, no sigmoid
+
+Sizes: ``"paper"`` is the figure's widths (base 128, residual 256 with 512 hidden,
+6 residual blocks — CycleGAN-VC2 Fig. 4, kept unchanged by MaskCycleGAN-VC, which
+"uses the CycleGAN-VC2 generator"); ``"small"`` divides every width by 4 for CPU
+demos and tests (about 1/16 of the parameters).
+
+Deviations, and why:
+
+* The paper applies its nets to fixed 128-frame (VC2) / 64-frame (VC3, Mask) crops.
+  For whole utterances at conversion time the generator pads the frame axis to a
+  multiple of 4 (replicate padding) and crops the output back, so any length works.
+* Weight initialisation is PyTorch's default (the paper does not state one; the
+  public re-implementations use the default too).
+* Discriminators return raw logits; the LSGAN loss is applied to them by
+  :class:`~voiceconv.models.losses.GANLoss` (an LSGAN loss on sigmoid outputs — a
+  fault of a public re-implementation — is not the paper's objective).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from voiceconv.errors import ConfigError
+from voiceconv.models.base import SavableModule
+from voiceconv.models.blocks import (
+    ConvNormAct,
+    GatedConv,
+    GatedUpsample,
+    NormKind,
+    ResidualBlock,
+    conv_layer,
+)
+from voiceconv.models.cyclegan import CycleGAN
+
+#: frames and mel bins must be multiples of this (two stride-2 downsamplings)
+DOWNSAMPLE_FACTOR = 4
+
+
+@dataclass(frozen=True)
+class VC2Size:
+    """Channel widths of a CycleGAN-VC2-style generator and discriminator."""
+
+    base_channels: int
+    residual_channels: int
+    residual_hidden: int
+    n_residual: int
+    d_base_channels: int
+
+
+#: ``paper``: CycleGAN-VC2 Fig. 4; ``small``: every width / 4 (CPU demos and tests).
+SIZES: dict[str, VC2Size] = {
+    "paper": VC2Size(base_channels=128, residual_channels=256, residual_hidden=512,
+                     n_residual=6, d_base_channels=128),
+    "small": VC2Size(base_channels=32, residual_channels=64, residual_hidden=128,
+                     n_residual=6, d_base_channels=32),
+}
+
+
+def resolve_size(size: str, **overrides: int | None) -> VC2Size:
+    """The widths of preset ``size`` with any non-None ``overrides`` applied."""
+    if size not in SIZES:
+        raise ConfigError(f"unknown model size {size!r} (expected one of {sorted(SIZES)})")
+    values = asdict(SIZES[size])
+    for key, value in overrides.items():
+        if key not in values:
+            raise ConfigError(f"unknown size field {key!r}")
+        if value is not None:
+            if int(value) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {value}")
+            values[key] = int(value)
+    return VC2Size(**values)
+
+
+def _as_image(x: Tensor, what: str) -> Tensor:
+    """``(B, n_mels, T)`` -> ``(B, 1, n_mels, T)``; ``(B, 1, n_mels, T)`` passes through."""
+    if x.dim() == 3:
+        return x.unsqueeze(1)
+    if x.dim() == 4 and x.shape[1] == 1:
+        return x
+    raise ConfigError(f"{what}: expected (B, n_mels, T) or (B, 1, n_mels, T), got {tuple(x.shape)}")
+
+
+class Generator212(SavableModule):
+    """CycleGAN-VC2's 2-1-2D CNN generator: ``(B, n_mels, T) -> (B, n_mels, T)``.
+
+    ``in_channels=1`` reads the mel as a one-channel image (CycleGAN-VC2);
+    ``in_channels=2`` takes ``(x * mask, mask)`` (MaskCycleGAN-VC): call
+    ``g(x, mask)`` with ``mask`` of ``x``'s shape (``None`` means all ones).
+    See the module docstring for the layer list and deviations.
+    """
+
+    def __init__(
+        self,
+        n_mels: int = 80,
+        in_channels: int = 1,
+        base_channels: int = 128,
+        residual_channels: int = 256,
+        residual_hidden: int = 512,
+        n_residual: int = 6,
+        norm: NormKind | str = "instance",
+    ) -> None:
+        super().__init__()
+        self.save_hparams(n_mels=n_mels, in_channels=in_channels, base_channels=base_channels,
+                          residual_channels=residual_channels, residual_hidden=residual_hidden,
+                          n_residual=n_residual, norm=norm)
+        if n_mels % DOWNSAMPLE_FACTOR:
+            raise ConfigError(f"Generator212: n_mels must be a multiple of {DOWNSAMPLE_FACTOR}, got {n_mels}")
+        if in_channels not in (1, 2):
+            raise ConfigError(f"Generator212: in_channels must be 1 or 2 (mel, mask), got {in_channels}")
+        self.n_mels = n_mels
+        self.in_channels = in_channels
+        wide = 2 * base_channels
+        self.flat_channels = wide * (n_mels // DOWNSAMPLE_FACTOR)
+
+        self.conv_in = GatedConv(in_channels, base_channels, (5, 15), dim=2, norm="none")
+        self.down = nn.Sequential(
+            GatedConv(base_channels, wide, 5, stride=2, padding=2, dim=2, norm=norm),
+            GatedConv(wide, wide, 5, stride=2, padding=2, dim=2, norm=norm),
+        )
+        self.to_1d = ConvNormAct(self.flat_channels, residual_channels, 1, dim=1, norm=norm,
+                                 act="none")
+        self.residual = nn.Sequential(*[
+            ResidualBlock(residual_channels, dim=1, norm=norm, kind="gated",
+                          hidden_channels=residual_hidden)
+            for _ in range(n_residual)
+        ])
+        self.to_2d = ConvNormAct(residual_channels, self.flat_channels, 1, dim=1, norm=norm,
+                                 act="none")
+        self.up = nn.Sequential(
+            GatedUpsample(wide, wide, 5, upscale_factor=2, dim=2, norm=norm),
+            GatedUpsample(wide, base_channels, 5, upscale_factor=2, dim=2, norm=norm),
+        )
+        self.conv_out = conv_layer(base_channels, 1, (5, 15), dim=2)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Convert ``x`` ``(B, n_mels, T)``; ``mask`` (same shape, 1 = keep) only with 2 input channels."""
+        img = _as_image(x, "Generator212")
+        b, _, h, t = img.shape
+        if h != self.n_mels:
+            raise ConfigError(f"Generator212: built for {self.n_mels} mel bins, got {h}")
+        if self.in_channels == 2:
+            m = torch.ones_like(img) if mask is None else _as_image(mask, "Generator212 mask")
+            if m.shape != img.shape:
+                raise ConfigError(f"Generator212: mask shape {tuple(m.shape)} != input {tuple(img.shape)}")
+            img = torch.cat([img * m.to(img.dtype), m.to(img.dtype)], dim=1)
+        elif mask is not None:
+            raise ConfigError("Generator212: a mask needs in_channels=2 (MaskCycleGAN-VC)")
+        pad = (-t) % DOWNSAMPLE_FACTOR
+        if pad:
+            img = F.pad(img, (0, pad, 0, 0), mode="replicate")
+        h = self.down(self.conv_in(img))
+        c, hq, tq = h.shape[1], h.shape[2], h.shape[3]
+        h = self.to_2d(self.residual(self.to_1d(h.reshape(b, c * hq, tq))))
+        h = self.conv_out(self.up(h.reshape(b, c, hq, tq)))
+        return h[:, 0, :, :t]
+
+
+class PatchDiscriminator2D(SavableModule):
+    """CycleGAN-VC2's 2D PatchGAN discriminator with gated (GLU) downsampling.
+
+    Input ``(B, n_mels, T)`` (or ``(B, 1, n_mels, T)``); output raw logits
+    ``(B, 1, ceil(n_mels/8), ceil(T/8))`` — one per patch, no sigmoid.
+    """
+
+    def __init__(self, base_channels: int = 128, norm: NormKind | str = "instance") -> None:
+        super().__init__()
+        self.save_hparams(base_channels=base_channels, norm=norm)
+        c = base_channels
+        self.conv_in = GatedConv(1, c, 3, dim=2, norm="none")
+        self.down = nn.Sequential(
+            GatedConv(c, 2 * c, 3, stride=2, padding=1, dim=2, norm=norm),
+            GatedConv(2 * c, 4 * c, 3, stride=2, padding=1, dim=2, norm=norm),
+            GatedConv(4 * c, 8 * c, 3, stride=2, padding=1, dim=2, norm=norm),
+            GatedConv(8 * c, 8 * c, (1, 5), stride=1, padding=(0, 2), dim=2, norm=norm),
+        )
+        self.conv_out = conv_layer(8 * c, 1, (1, 3), dim=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Patch logits for ``x``."""
+        return self.conv_out(self.down(self.conv_in(_as_image(x, "PatchDiscriminator2D"))))
+
+
+class CycleGANVC2(CycleGAN):
+    """CycleGAN-VC2: two :class:`Generator212`, two :class:`PatchDiscriminator2D` and,
+    with ``use_d2``, two more judging cycle-converted features (two-step adversarial loss).
+
+    Built from plain arguments, so :func:`~voiceconv.models.base.save_model` /
+    ``load_model`` round-trip it. ``size`` picks a preset from :data:`SIZES`; the
+    width arguments, when given, override it. Loss weights follow the paper:
+    ``lambda_cycle=10``, ``lambda_identity=5`` for the first ``identity_steps=10^4``
+    iterations, least-squares GAN loss.
+    """
+
+    #: generator input channels (MaskCycleGAN-VC uses 2: masked mel and mask)
+    generator_in_channels: ClassVar[int] = 1
+
+    def __init__(
+        self,
+        n_mels: int = 80,
+        size: str = "paper",
+        base_channels: int | None = None,
+        residual_channels: int | None = None,
+        residual_hidden: int | None = None,
+        n_residual: int | None = None,
+        d_base_channels: int | None = None,
+        norm: str = "instance",
+        use_d2: bool = True,
+        gan_mode: str = "lsgan",
+        lambda_cycle: float = 10.0,
+        lambda_identity: float = 5.0,
+        identity_steps: int | None = 10000,
+        pool_size: int = 0,
+    ) -> None:
+        widths = resolve_size(size, base_channels=base_channels,
+                              residual_channels=residual_channels,
+                              residual_hidden=residual_hidden, n_residual=n_residual,
+                              d_base_channels=d_base_channels)
+
+        def generator() -> Generator212:
+            return Generator212(n_mels, self.generator_in_channels, widths.base_channels,
+                                widths.residual_channels, widths.residual_hidden,
+                                widths.n_residual, norm)
+
+        def discriminator() -> PatchDiscriminator2D:
+            return PatchDiscriminator2D(widths.d_base_channels, norm)
+
+        super().__init__(
+            generator(), generator(), discriminator(), discriminator(),
+            discriminator() if use_d2 else None, discriminator() if use_d2 else None,
+            gan_mode=gan_mode, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
+            identity_steps=identity_steps, pool_size=pool_size,
+        )
+        self.n_mels = n_mels
+        self.save_hparams(
+            n_mels=n_mels, size=size, base_channels=base_channels,
+            residual_channels=residual_channels, residual_hidden=residual_hidden,
+            n_residual=n_residual, d_base_channels=d_base_channels, norm=norm, use_d2=use_d2,
+            gan_mode=gan_mode, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
+            identity_steps=identity_steps, pool_size=pool_size,
+        )
+
+
+__all__ = [
+    "DOWNSAMPLE_FACTOR",
+    "SIZES",
+    "CycleGANVC2",
+    "Generator212",
+    "PatchDiscriminator2D",
+    "VC2Size",
+    "resolve_size",
+]
