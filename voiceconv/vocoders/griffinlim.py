@@ -55,16 +55,21 @@ def mel_to_magnitude(
         (..., n_freq, T) non-negative linear magnitudes ``S`` with ``fbank @ S ~= mel``.
     """
     mel_power = mel_power.clamp_min(0)
-    ft = fbank.transpose(0, 1)  # (n_freq, n_mels)
+    # Frequency bins no mel filter touches (above fmax) stay 0 in any solution: solve
+    # only over the used ones, and apply F^T (F S) rather than the (n_freq x n_freq)
+    # F^T F, which is ~3x fewer multiply-adds for 80 mels and 513 bins.
+    used = (fbank > 0).any(dim=0)
+    f = fbank[:, used]
+    ft = f.transpose(0, 1)
     ftm = ft @ mel_power  # F^T M
-    ftf = ft @ fbank  # F^T F  (n_freq, n_freq)
     # Start from the clamped pseudo-inverse, lifted so that no bin starts at exactly 0
     # (a multiplicative update can never move a zero).
-    pinv = torch.linalg.pinv(fbank)
-    s = (pinv @ mel_power).clamp_min(0) + 1e-4 * mel_power.mean(dim=(-2, -1), keepdim=True) + eps
+    s = (torch.linalg.pinv(f) @ mel_power).clamp_min(0) + 1e-4 * mel_power.mean(dim=(-2, -1), keepdim=True) + eps
     for _ in range(n_iter):
-        s = s * ftm / (ftf @ s + eps)
-    return s
+        s = s * ftm / (ft @ (f @ s) + eps)
+    out = mel_power.new_zeros(*mel_power.shape[:-2], fbank.shape[1], mel_power.shape[-1])
+    out[..., used, :] = s
+    return out
 
 
 class _FrameOps:

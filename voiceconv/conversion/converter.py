@@ -1,0 +1,577 @@
+"""The voice-conversion Python API: :class:`VoiceConverter`.
+
+::
+
+    vc = VoiceConverter.from_checkpoint("runs/slt2bdl/checkpoints/last.ckpt")
+    out, sr = vc.convert(wav, 16000, direction="a2b")
+    vc.convert_file("in.wav", "out/in.wav")
+    results = vc.convert_files(paths, "out/", batch_size=8)
+
+A training checkpoint holds everything conversion needs: the model (class,
+hyper-parameters, weights), the :class:`~voiceconv.audio.mel.MelConfig` of its
+features, the per-speaker log-mel statistics and the speaker names. Conversion is
+
+    resample to the MelConfig rate -> log-mel -> normalise with the SOURCE speaker's
+    statistics -> generator (eval mode, inference mode) -> de-normalise with the
+    TARGET speaker's statistics -> vocoder -> waveform at the MelConfig rate
+
+as in CycleGAN-VC2 / MaskCycleGAN-VC (whose papers vocode with MelGAN; Griffin-Lim
+here needs no training, a neural vocoder checkpoint can be named instead).
+Long inputs run chunk by chunk in bounded memory (:mod:`voiceconv.conversion.chunking`).
+
+Choices of ours, and why:
+
+* ``precision="bf16"`` runs the generator under ``torch.autocast`` (bfloat16
+  convolutions, on CPU and GPU); statistics, Griffin-Lim and the neural vocoder stay
+  in float32 (Griffin-Lim's phase iteration and NNLS have no use for half precision).
+* A converted waveform whose peak would clip (> 0.99) is scaled down to 0.99
+  peak; otherwise its level is left as the vocoder made it.
+* :meth:`VoiceConverter.convert_files` batches short inputs of similar length,
+  padding each to the longest of its group by repeating its last frame. The
+  generator normalises each instance over time (instance norm), so the padded
+  frames enter those statistics: a padded item's output differs slightly from its
+  one-by-one output (``batch_size=1``, or items of equal length, are exact). Groups are
+  formed so that the padding is at most ``max_pad_fraction`` (default 25 %) of an
+  item. Only the generator is batched; each item is vocoded on its own, so that
+  Griffin-Lim's seeded random start does not depend on the batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from voiceconv.audio.io import WRITE_FORMATS, audio_info, load_audio, save_audio
+from voiceconv.audio.mel import LogMel, MelConfig
+from voiceconv.audio.processing import check_finite, is_silent, peak_dbfs, resample
+from voiceconv.audio.stats import SpeakerStats
+from voiceconv.conversion.chunking import (
+    DEFAULT_CHUNK_FRAMES,
+    DEFAULT_CONTEXT_FRAMES,
+    DEFAULT_VOCODER_CHUNK_FRAMES,
+    DEFAULT_VOCODER_CONTEXT_FRAMES,
+    log_mel_chunked,
+    map_frames_chunked,
+    vocode_chunked,
+)
+from voiceconv.errors import (
+    AudioError,
+    CheckpointError,
+    ConfigError,
+    FileProblem,
+    MelConfigMismatch,
+    VoiceconvError,
+)
+from voiceconv.models.base import build_from_description
+from voiceconv.models.cyclegan import CycleGAN
+from voiceconv.training.checkpoint import load_checkpoint
+from voiceconv.vocoders.base import Vocoder, load_vocoder
+
+#: direction -> (source role, target role) in the checkpoint's ``stats``/``speakers``
+DIRECTIONS: dict[str, tuple[str, str]] = {"a2b": ("A", "B"), "b2a": ("B", "A")}
+PRECISIONS = ("fp32", "bf16")
+#: the generator's total time down-sampling (two stride-2 layers): window starts and
+#: core lengths of a chunked pass are multiples of it
+TIME_MULTIPLE = 4
+#: a converted waveform whose peak exceeds this is scaled down to it
+MAX_PEAK = 0.99
+
+Status = Literal["converted", "skipped", "failed"]
+
+
+class OutputExists(FileProblem):
+    """The output file exists already and ``overwrite`` was not given."""
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """Outcome of converting one file: ``status`` and, unless converted, why."""
+
+    source: Path
+    output: Path | None
+    status: Status
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True unless the file failed (a skipped file is not a failure)."""
+        return self.status != "failed"
+
+
+@dataclass
+class _Item:
+    index: int
+    source: Path
+    output: Path
+    frames: int = 0
+    wav: np.ndarray | None = None
+
+
+def _resolve_device(device: torch.device | str) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name the same file (also through links)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+class VoiceConverter:
+    """Converts speech between the two speakers of a trained CycleGAN-VC-style model.
+
+    Build it with :meth:`from_checkpoint` (everything comes from the checkpoint), or
+    directly from a model, MelConfig, statistics ``{"A": SpeakerStats, "B": ...}`` and
+    a vocoder (a :class:`~voiceconv.vocoders.base.Vocoder` or a spec string for
+    :func:`~voiceconv.vocoders.base.load_vocoder`).
+
+    ``chunk_frames``/``context_frames`` set the generator's windows for long inputs
+    (multiples of 4; context >= the generator's receptive-field radius, see
+    :mod:`voiceconv.conversion.chunking`); ``vocoder_chunk_frames``/``vocoder_context_frames``
+    the vocoder's. Inputs of at most ``chunk_frames`` frames are converted in one pass.
+    """
+
+    def __init__(
+        self,
+        model: CycleGAN,
+        mel_config: MelConfig,
+        stats: Mapping[str, SpeakerStats],
+        vocoder: Vocoder | str | os.PathLike[str] = "griffinlim",
+        *,
+        speakers: Mapping[str, str] | None = None,
+        device: torch.device | str = "cpu",
+        precision: str = "fp32",
+        chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+        context_frames: int = DEFAULT_CONTEXT_FRAMES,
+        vocoder_chunk_frames: int = DEFAULT_VOCODER_CHUNK_FRAMES,
+        vocoder_context_frames: int = DEFAULT_VOCODER_CONTEXT_FRAMES,
+        source: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        for name, value in (("chunk_frames", chunk_frames), ("context_frames", context_frames)):
+            if value < 0 or value % TIME_MULTIPLE or (name == "chunk_frames" and value == 0):
+                raise ConfigError(f"{name} must be a positive multiple of {TIME_MULTIPLE}, got {value}")
+        if vocoder_chunk_frames < 1 or vocoder_context_frames < 0:
+            raise ConfigError("vocoder_chunk_frames must be >= 1 and vocoder_context_frames >= 0")
+        missing = [role for role in ("A", "B") if role not in stats]
+        if missing:
+            raise ConfigError(f"speaker statistics for role(s) {missing} are missing")
+        for role in ("A", "B"):
+            if stats[role].n_mels != mel_config.n_mels:
+                raise MelConfigMismatch(
+                    f"speaker statistics {role} have {stats[role].n_mels} mel bins, "
+                    f"the MelConfig {mel_config.n_mels}"
+                )
+        model_mels = model.hparams.get("n_mels")
+        if model_mels is not None and model_mels != mel_config.n_mels:
+            raise MelConfigMismatch(
+                f"model expects {model_mels} mel bins, the MelConfig has {mel_config.n_mels}"
+            )
+        self.device = _resolve_device(device)
+        self.precision = precision
+        self.mel_config = mel_config
+        self.stats = {role: stats[role] for role in ("A", "B")}
+        self.speakers = dict(speakers) if speakers else {"A": "A", "B": "B"}
+        self.source = str(source) if source is not None else None
+        self.chunk_frames = chunk_frames
+        self.context_frames = context_frames
+        self.vocoder_chunk_frames = vocoder_chunk_frames
+        self.vocoder_context_frames = vocoder_context_frames
+        # Only the generators take part in conversion: the discriminators stay where
+        # they are (off the accelerator).
+        self.model = model.eval()
+        for g in model.generators():
+            g.to(self.device)
+        if isinstance(vocoder, str | os.PathLike):
+            vocoder = load_vocoder(vocoder, mel_config, self.device)
+        else:
+            mel_config.check_same(vocoder.mel_config, what="vocoder")
+            vocoder = vocoder.to(self.device)
+        self.vocoder: Vocoder = vocoder
+        self.logmel = LogMel(mel_config).to(self.device)
+
+    # ------------------------------------------------------------- building
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike[str],
+        device: torch.device | str = "cpu",
+        vocoder: Vocoder | str | os.PathLike[str] = "griffinlim",
+        precision: str = "fp32",
+        **options: Any,
+    ) -> VoiceConverter:
+        """Everything from one training checkpoint (``weights_only`` loading).
+
+        ``options`` go to the constructor (chunk sizes). Raises
+        :class:`~voiceconv.errors.CheckpointError` naming ``path`` when the file is
+        missing, corrupt, not a training checkpoint, or holds unusable entries, and
+        :class:`~voiceconv.errors.MelConfigMismatch` for a vocoder made for other mels.
+        """
+        path = Path(path)
+        ckpt = load_checkpoint(path, map_location="cpu")
+        try:
+            mel_config = MelConfig.from_dict(dict(ckpt["mel_config"]))
+            stats = {role: SpeakerStats.from_dict(dict(d)) for role, d in dict(ckpt["stats"]).items()}
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise CheckpointError(path, f"unusable mel_config or stats entry: {exc}") from None
+        missing = [role for role in ("A", "B") if role not in stats]
+        if missing:
+            raise CheckpointError(path, f"no speaker statistics for role(s) {missing}")
+        try:
+            model = build_from_description(ckpt["model"])
+        except CheckpointError as exc:
+            raise CheckpointError(path, exc.problem) from None
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise CheckpointError(path, f"cannot build the model: {exc}") from None
+        if not isinstance(model, CycleGAN):
+            raise CheckpointError(path, f"holds a {type(model).__name__}, not a CycleGAN-style VC model")
+        try:
+            model.load_state_dict(ckpt["model"]["state_dict"])
+        except (RuntimeError, KeyError) as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise CheckpointError(path, f"weights do not fit the model: {first}") from None
+        speakers = {str(k): str(v) for k, v in dict(ckpt.get("speakers") or {}).items()}
+        if isinstance(vocoder, str | os.PathLike):
+            vocoder = load_vocoder(vocoder, mel_config, _resolve_device(device))
+        else:
+            mel_config.check_same(vocoder.mel_config, what="vocoder")
+        try:
+            return cls(model, mel_config, stats, vocoder, speakers=speakers, device=device,
+                       precision=precision, source=path, **options)
+        except MelConfigMismatch as exc:
+            raise CheckpointError(path, str(exc)) from None
+
+    # ------------------------------------------------------------ properties
+    @property
+    def sample_rate(self) -> int:
+        """Sample rate of the converted audio (the MelConfig's)."""
+        return self.mel_config.sample_rate
+
+    def roles(self, direction: str) -> tuple[str, str]:
+        """(source role, target role) of ``direction`` ("a2b" or "b2a")."""
+        try:
+            return DIRECTIONS[direction]
+        except KeyError:
+            raise ConfigError(f"direction must be 'a2b' or 'b2a', got {direction!r}") from None
+
+    def describe_direction(self, direction: str) -> str:
+        """``"slt -> bdl"`` style description of ``direction``."""
+        src, tgt = self.roles(direction)
+        return f"{self.speakers.get(src, src)} -> {self.speakers.get(tgt, tgt)}"
+
+    # ------------------------------------------------------------ the stages
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _generator(self, direction: str) -> Callable[[Tensor], Tensor]:
+        def run(x: Tensor) -> Tensor:
+            with self._autocast():
+                y = self.model.convert(x, direction)
+            return y.float()
+
+        return run
+
+    def _convert_normalised(self, x: Tensor, direction: str) -> Tensor:
+        """Generator on normalised mels ``(B, n_mels, T)``, chunked along time when long."""
+        return map_frames_chunked(
+            self._generator(direction), x, self.chunk_frames, self.context_frames, TIME_MULTIPLE
+        )
+
+    @torch.inference_mode()
+    def convert_mel(self, log_mel: Tensor | np.ndarray, direction: str = "a2b") -> Tensor | np.ndarray:
+        """Converted log-mels for log-mels ``(n_mels, T)`` or ``(B, n_mels, T)``.
+
+        Input and output are natural-log mels of :attr:`mel_config` in the speakers' own
+        scales (normalisation with the source statistics and de-normalisation with the
+        target's happen inside). NumPy in, NumPy out (float32); a tensor in gives a
+        float32 tensor on :attr:`device`.
+        """
+        src, tgt = self.roles(direction)
+        is_numpy = isinstance(log_mel, np.ndarray)
+        x = torch.as_tensor(np.asarray(log_mel, dtype=np.float32) if is_numpy else log_mel)
+        if x.dim() not in (2, 3) or x.shape[-2] != self.mel_config.n_mels or x.shape[-1] < 1:
+            raise ConfigError(
+                f"convert_mel: expected ({self.mel_config.n_mels}, T) or (B, "
+                f"{self.mel_config.n_mels}, T) log-mels, got {tuple(x.shape)}"
+            )
+        if not bool(torch.isfinite(x).all()):
+            raise AudioError(None, "convert_mel: log-mels contain NaN or Inf")
+        squeeze = x.dim() == 2
+        x = x.to(self.device, torch.float32)
+        x = x[None] if squeeze else x
+        y = self.stats[tgt].denormalize(self._convert_normalised(self.stats[src].normalize(x), direction))
+        y = y[0] if squeeze else y
+        return y.cpu().numpy() if is_numpy else y
+
+    @torch.inference_mode()
+    def vocode(self, log_mel: Tensor, n_samples: int, source: Path | None = None) -> np.ndarray:
+        """Waveform ``(n_samples,)`` at :attr:`sample_rate` from log-mels ``(n_mels, T)``,
+        vocoded in windows (:func:`~voiceconv.conversion.chunking.vocode_chunked`) and
+        scaled down if it would clip; ``source`` names the file in errors."""
+        wav = vocode_chunked(
+            self.vocoder, log_mel, n_samples, self.mel_config.hop_length,
+            self.vocoder_chunk_frames, self.vocoder_context_frames,
+        )
+        return _limit_peak(wav.numpy(), source)
+
+    @torch.inference_mode()
+    def analyse(self, wav: np.ndarray) -> Tensor:
+        """Log-mel ``(n_mels, frames)`` on :attr:`device` of a mono waveform at
+        :attr:`sample_rate` (computed in segments, see
+        :func:`~voiceconv.conversion.chunking.log_mel_chunked`)."""
+        return log_mel_chunked(self.logmel, torch.from_numpy(np.ascontiguousarray(wav)), device=self.device)
+
+    def prepare(self, wav: np.ndarray, sr: int, path: Path | None = None) -> np.ndarray:
+        """``wav`` checked, down-mixed to mono and resampled to :attr:`sample_rate`.
+
+        Raises :class:`~voiceconv.errors.AudioError` (naming ``path``, or
+        ``<array>``) for integer samples, a bad shape, NaN/inf, silence, a rate
+        outside 1 kHz..384 kHz, or fewer samples than one analysis window.
+        """
+        arr = np.asarray(wav)
+        if arr.dtype.kind != "f":
+            raise AudioError(path, f"expected float samples in [-1, 1], got dtype {arr.dtype}")
+        if arr.ndim not in (1, 2) or arr.shape[-1] == 0:
+            raise AudioError(path, f"expected samples shaped (T,) or (channels, T), got {arr.shape}")
+        check_finite(arr, path)
+        if is_silent(arr):
+            raise AudioError(path, f"all silent (peak {peak_dbfs(arr):.1f} dBFS)")
+        if arr.ndim == 2:
+            arr = arr.mean(axis=0)
+        if isinstance(sr, bool) or not isinstance(sr, int | np.integer) or not 1000 <= sr <= 384000:
+            raise AudioError(path, f"sample rate {sr!r} is not a whole number of Hz in 1000..384000")
+        arr = np.clip(arr.astype(np.float32, copy=False), -1.0, 1.0)
+        if int(sr) != self.sample_rate:
+            arr = resample(arr, int(sr), self.sample_rate)
+        return self._check_length(arr, path)
+
+    def _check_length(self, wav: np.ndarray, path: Path | None) -> np.ndarray:
+        need = self.mel_config.n_fft
+        if wav.shape[-1] < need:
+            raise AudioError(
+                path,
+                f"too short: {wav.shape[-1]} samples at {self.sample_rate} Hz, need at least "
+                f"{need} (one analysis window)",
+            )
+        return wav
+
+    @torch.inference_mode()
+    def _convert_wave(self, wav: np.ndarray, direction: str, source: Path | None = None) -> np.ndarray:
+        """Checked mono waveform at the MelConfig rate -> converted waveform, same length."""
+        mel = self.analyse(wav)
+        conv = self.convert_mel(mel, direction)
+        assert isinstance(conv, Tensor)
+        return self.vocode(conv, wav.shape[-1], source)
+
+    # ------------------------------------------------------------ public API
+    def convert(
+        self, wav: np.ndarray, sr: int, direction: str = "a2b"
+    ) -> tuple[np.ndarray, int]:
+        """Convert ``wav`` (``(T,)`` or ``(channels, T)`` float samples at ``sr`` Hz).
+
+        Returns ``(converted float32 (T',), sample_rate)`` at :attr:`sample_rate`, as
+        long as the input resampled to that rate. Raises
+        :class:`~voiceconv.errors.AudioError` for NaN/inf, silent, too short input,
+        integer samples or an impossible rate.
+        """
+        self.roles(direction)
+        return self._convert_wave(self.prepare(wav, sr), direction), self.sample_rate
+
+    def _load(self, src: Path) -> np.ndarray:
+        wav, _ = load_audio(src, self.sample_rate, min_samples=self.mel_config.n_fft)
+        return wav
+
+    def check_output(
+        self, src: str | os.PathLike[str], dst: str | os.PathLike[str], overwrite: bool = False
+    ) -> Path:
+        """Raise unless ``dst`` may be written for ``src``: a writable extension, not
+        the input itself, and absent unless ``overwrite`` (:class:`OutputExists`)."""
+        src, dst = Path(src), Path(dst)
+        if dst.suffix.lower() not in WRITE_FORMATS:
+            raise FileProblem(dst, f"cannot write '{dst.suffix}' files (use one of {', '.join(WRITE_FORMATS)})")
+        if _same_file(src, dst):
+            raise FileProblem(dst, "output is the input file itself; refusing to overwrite an input")
+        if dst.is_dir():
+            raise FileProblem(dst, "output path is a directory")
+        if dst.exists() and not overwrite:
+            raise OutputExists(dst, "exists already (kept; use --overwrite / overwrite=True to replace it)")
+        return dst
+
+    def convert_file(
+        self,
+        src: str | os.PathLike[str],
+        dst: str | os.PathLike[str],
+        direction: str = "a2b",
+        overwrite: bool = False,
+    ) -> Path:
+        """Convert audio file ``src`` into ``dst`` (``.wav``/``.flac``, written atomically).
+
+        Refuses (:class:`~voiceconv.errors.FileProblem`) a ``dst`` that is ``src``
+        itself, and keeps an existing ``dst`` (:class:`OutputExists`) unless
+        ``overwrite``. Returns ``dst``.
+        """
+        self.roles(direction)
+        src = Path(src)
+        dst = self.check_output(src, dst, overwrite)
+        out = self._convert_wave(self._load(src), direction, src)
+        return save_audio(dst, out, self.sample_rate)
+
+    def convert_files(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        out_dir: str | os.PathLike[str],
+        direction: str = "a2b",
+        overwrite: bool = False,
+        batch_size: int = 8,
+        max_pad_fraction: float = 0.25,
+        suffix: str = ".wav",
+        on_result: Callable[[FileResult], None] | None = None,
+    ) -> list[FileResult]:
+        """Convert many files into ``out_dir/<stem><suffix>``; one result per input, in order.
+
+        A file that cannot be converted (any :class:`~voiceconv.errors.VoiceconvError`:
+        unreadable, empty, not audio, NaN, silent, too short, output problems) gets a
+        ``"failed"`` result with the one-line message, and the others go on. An
+        existing output is ``"skipped"`` unless ``overwrite``; an output path equal to
+        any input is refused even with ``overwrite``; two inputs with the same stem
+        cannot share an output (the second fails). Inputs up to ``chunk_frames`` frames
+        are converted in batches of up to ``batch_size`` similar lengths (see the
+        module docstring); longer ones one at a time in chunks. ``on_result`` is
+        called with each result as soon as it is known.
+        """
+        self.roles(direction)
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if max_pad_fraction < 0:
+            raise ConfigError(f"max_pad_fraction must be >= 0, got {max_pad_fraction}")
+        out_dir = Path(out_dir)
+        sources = [Path(p) for p in paths]
+        results: list[FileResult | None] = [None] * len(sources)
+
+        def report(index: int, output: Path | None, status: Status, message: str = "") -> None:
+            res = FileResult(sources[index], output, status, message)
+            results[index] = res
+            if on_result is not None:
+                on_result(res)
+
+        inputs = {}
+        for src in sources:
+            with contextlib.suppress(OSError):
+                inputs[src.resolve()] = src
+        claimed: dict[Path, Path] = {}
+        items: list[_Item] = []
+        for i, src in enumerate(sources):
+            dst = out_dir / f"{src.stem}{suffix}"
+            try:
+                key = dst.resolve()
+                if key in inputs:
+                    raise FileProblem(
+                        src, f"output {dst} would overwrite input {inputs[key]}; choose another --out-dir"
+                    )
+                if key in claimed:
+                    raise FileProblem(src, f"output {dst} is also the output of {claimed[key]} (same file name)")
+                claimed[key] = src
+                self.check_output(src, dst, overwrite)
+                info = audio_info(src)
+                frames = self.mel_config.frames(round(info.frames * self.sample_rate / info.sample_rate))
+                items.append(_Item(i, src, dst, frames))
+            except OutputExists as exc:
+                report(i, dst, "skipped", str(exc))
+            except VoiceconvError as exc:
+                report(i, None, "failed", str(exc))
+
+        short = sorted((it for it in items if it.frames <= self.chunk_frames), key=lambda it: it.frames)
+        long = [it for it in items if it.frames > self.chunk_frames]
+        for group in _groups(short, batch_size, max_pad_fraction):
+            loaded = []
+            for it in group:
+                try:
+                    it.wav = self._load(it.source)
+                    loaded.append(it)
+                except VoiceconvError as exc:
+                    report(it.index, None, "failed", str(exc))
+            if loaded:
+                self._convert_batch(loaded, direction, report)
+        for it in long:
+            try:
+                out = self._convert_wave(self._load(it.source), direction, it.source)
+                save_audio(it.output, out, self.sample_rate)
+                report(it.index, it.output, "converted")
+            except VoiceconvError as exc:
+                report(it.index, None, "failed", str(exc))
+        return [r for r in results if r is not None]
+
+    @torch.inference_mode()
+    def _convert_batch(
+        self, items: Sequence[_Item], direction: str, report: Callable[..., None]
+    ) -> None:
+        """Generator on loaded short items together (padded by repeating their last frame),
+    then each item vocoded and written on its own."""
+        src, tgt = self.roles(direction)
+        mels = [self.analyse(it.wav) for it in items if it.wav is not None]
+        lengths = [m.shape[-1] for m in mels]
+        longest = max(lengths)
+        batch = torch.stack([F.pad(m[None], (0, longest - m.shape[-1]), mode="replicate")[0] for m in mels])
+        y = self.stats[tgt].denormalize(self._convert_normalised(self.stats[src].normalize(batch), direction))
+        for row, it, n_frames in zip(y, items, lengths, strict=True):
+            assert it.wav is not None
+            n = it.wav.shape[-1]
+            it.wav = None
+            try:
+                # each item's own frames, vocoded alone: a file's waveform does not
+                # depend on the other files of its batch (Griffin-Lim's random start)
+                out = self.vocode(row[:, :n_frames], n, it.source)
+                save_audio(it.output, out, self.sample_rate)
+                report(it.index, it.output, "converted")
+            except VoiceconvError as exc:
+                report(it.index, None, "failed", str(exc))
+
+
+def _groups(items: Sequence[_Item], batch_size: int, max_pad_fraction: float) -> list[list[_Item]]:
+    """Consecutive runs of length-sorted ``items``: at most ``batch_size`` each, and the
+    longest at most ``1 + max_pad_fraction`` times the shortest."""
+    groups: list[list[_Item]] = []
+    for it in items:
+        g = groups[-1] if groups else None
+        if g and len(g) < batch_size and it.frames <= (1.0 + max_pad_fraction) * max(g[0].frames, 1):
+            g.append(it)
+        else:
+            groups.append([it])
+    return groups
+
+
+def _limit_peak(wav: np.ndarray, source: Path | None = None) -> np.ndarray:
+    """Scale ``wav`` down to :data:`MAX_PEAK` if its peak is above it (would clip)."""
+    wav = np.asarray(wav, dtype=np.float32)
+    if not np.isfinite(wav).all():
+        raise AudioError(source, "conversion produced non-finite samples (model or vocoder fault)")
+    peak = float(np.max(np.abs(wav))) if wav.size else 0.0
+    return wav * np.float32(MAX_PEAK / peak) if peak > MAX_PEAK else wav
+
+
+__all__ = [
+    "DIRECTIONS",
+    "PRECISIONS",
+    "FileResult",
+    "OutputExists",
+    "VoiceConverter",
+]
