@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install everything (first run) and run the flite demo end to end:
+# render corpus -> preprocess -> train -> convert -> evaluate. Extra arguments go to voiceconv-demo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+exec .venv/bin/voiceconv-demo --out runs/demo "$@"
