@@ -1,0 +1,593 @@
+"""The HiFi-GAN training loop (Kong, Kim & Bae, NeurIPS 2020).
+
+One training step (:meth:`VocoderTrainer.train_step`), in the reference order:
+
+1. draw ``batch_size`` random segments of ``segment_size`` samples with their log-mel
+   frames (:class:`SegmentSampler`);
+2. ``y_hat = G(mel)``;
+3. **discriminator step** — MPD and MSD judge the real segments against the DETACHED
+   ``y_hat``; LSGAN losses (:class:`~voiceconv.models.losses.GANLoss`), summed over all
+   sub-discriminators; AdamW step on both discriminators;
+4. **generator step** — with the discriminator weights frozen: LSGAN generator loss
+   + 2 x feature matching (real feature maps from the just-updated discriminators, as
+   targets) + 45 x mel L1; AdamW step on G;
+5. every ``lr_decay_every`` steps both ExponentialLR schedulers step (gamma 0.999).
+
+Optimiser and schedule (paper): AdamW, lr 2e-4, betas (0.8, 0.99), PyTorch's default
+weight decay 0.01 (the reference code passes none, so it gets that default); the
+learning rate decays by 0.999 every epoch. There are no epochs over random segments,
+so ``lr_decay_every`` counts optimizer steps; ``None`` means "one epoch", i.e.
+``ceil(number of training utterances / batch_size)`` steps (the reference's loader
+draws one segment per utterance per epoch).
+
+Mel features: the generator's input frames come from THE front end
+(:class:`~voiceconv.audio.mel.LogMel` with the run's :class:`MelConfig`), computed once
+per utterance on the whole utterance when the sampler is built; a segment takes
+``segment_size / hop`` consecutive frames and the samples ``[t0 * hop, t0 * hop +
+segment_size)``, the alignment the generator uses at inference (frame ``t`` -> samples
+``[t * hop, (t + 1) * hop)``). The mel LOSS uses the same MelConfig except ``fmax``,
+which is ``loss_fmax`` (default ``None``: Nyquist), as in the reference code
+(``fmax_for_loss: null``): the loss then also sees (and penalises) what the generator
+does above the input mel's 8 kHz. Both sides of the loss are computed on the
+segments by the same differentiable :class:`LogMel`.
+
+Deviations from the reference implementation, and why:
+
+* Real and generated segments go through each discriminator as ONE batch (one call
+  instead of two): the same numbers (no layer mixes batch items), larger and faster
+  convolutions; the only difference is that the spectral-norm power iteration of the
+  MSD's first sub-discriminator advances once per call instead of twice.
+* The generator step takes the real feature maps as constants (detached); the reference
+  back-propagates into them too, which only adds discriminator gradients that its next
+  ``zero_grad`` discards.
+* ``disc_start_step`` (default 0, the paper) lets a short CPU run train the generator on
+  the mel loss alone first, as Parallel WaveGAN does for its first 100k steps; only the
+  ``cpu_small`` trainer configuration uses it.
+
+Around it: non-finite loss check (raises :class:`~voiceconv.errors.TrainingDiverged`
+before the optimizer step that would apply a non-finite loss; nothing is written, so
+the last good checkpoint is intact), TensorBoard scalars,
+mel images and audio of a fixed example utterance, tqdm, and atomic checkpoints every
+``ckpt_every`` steps. A run folder that already has ``checkpoints/last.ckpt`` is
+resumed with every piece of state (generator, discriminators, both optimisers, both
+schedulers, all random generators, the segment sampler), so an interrupted run
+continues the trajectory of an uninterrupted one.
+
+Single process, any device (``device`` argument): there is no DDP path.
+
+Checkpoint keys (``format`` :data:`VOCODER_CHECKPOINT_FORMAT`):
+
+==================  =============================================================
+``model``           generator :func:`~voiceconv.models.base.model_payload` (what
+                    ``voiceconv.vocoders.base.load_vocoder`` reads)
+``discriminators``  ``{"mpd": payload, "msd": payload}``
+``optimizers``      ``{"generator": state_dict, "discriminator": state_dict}``
+``schedulers``      ``{"generator": state_dict, "discriminator": state_dict}``
+``rng``             :func:`~voiceconv.training.seeding.capture_rng_state`
+``sampler``         :meth:`SegmentSampler.state_dict`
+``step``            optimizer steps completed
+``mel_config``      :meth:`MelConfig.to_dict` of the generator's input features
+``settings``        the :class:`VocoderSettings` as a dict
+``config``          the resolved run configuration (plain dict)
+==================  =============================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import ExponentialLR
+
+from voiceconv.audio.mel import LogMel, MelConfig
+from voiceconv.errors import CheckpointError, ConfigError, TrainingDiverged
+from voiceconv.models.base import SavableModule, model_payload
+from voiceconv.models.losses import GANLoss
+from voiceconv.training.checkpoint import CheckpointManager
+from voiceconv.training.logging import TrainLogger
+from voiceconv.training.seeding import capture_rng_state, restore_rng_state
+from voiceconv.utils.atomic import atomic_write_json, atomic_write_text
+from voiceconv.vocoders.discriminators import (
+    MultiPeriodDiscriminator,
+    MultiScaleDiscriminator,
+    feature_matching_loss,
+    mel_l1_loss,
+)
+from voiceconv.vocoders.hifigan import HiFiGANGenerator
+
+log = logging.getLogger(__name__)
+
+VOCODER_CHECKPOINT_FORMAT = "voiceconv.vocoder_train.v1"
+VOCODER_REQUIRED_KEYS = ("format", "step", "model", "discriminators", "optimizers",
+                         "schedulers", "rng", "sampler", "mel_config")
+PRECISIONS = ("fp32", "bf16")
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+
+
+def _default_adamw(params: Iterable[nn.Parameter]) -> Optimizer:
+    """The paper's optimiser: AdamW(lr 2e-4, betas (0.8, 0.99))."""
+    return torch.optim.AdamW(params, lr=2e-4, betas=(0.8, 0.99))
+
+
+# --------------------------------------------------------------------------- data
+
+
+class SegmentSampler:
+    """Random fixed-length training segments of waveforms with their log-mel frames.
+
+    Every waveform is zero-padded at the end to at least ``segment_size`` samples, its
+    log-mel computed once (whole utterance, :class:`LogMel`), and the audio padded to
+    ``frames * hop`` samples so that every frame has its ``hop`` samples. A batch draws
+    utterances uniformly (as one epoch of the reference's loader visits every file
+    once) and a uniform frame offset in each. Random draws come from a private
+    ``torch.Generator`` whose state is part of :meth:`state_dict`.
+
+    Args:
+        waveforms: float32 mono signals at ``mel_config.sample_rate``.
+        mel_config: the generator's input features.
+        segment_size: samples per segment; a multiple of ``hop_length``.
+        batch_size: segments per batch.
+        seed: seeds the private generator.
+    """
+
+    def __init__(self, waveforms: Sequence[np.ndarray | Tensor], mel_config: MelConfig,
+                 segment_size: int, batch_size: int, seed: int = 0) -> None:
+        hop = mel_config.hop_length
+        if segment_size <= 0 or segment_size % hop:
+            raise ConfigError(
+                f"segment_size {segment_size} must be a positive multiple of hop_length {hop}"
+            )
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if not waveforms:
+            raise ConfigError("SegmentSampler: no training audio")
+        self.mel_config = mel_config
+        self.segment_size = int(segment_size)
+        self.segment_frames = self.segment_size // hop
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        front = LogMel(mel_config)
+        self.audio: list[Tensor] = []
+        self.mels: list[Tensor] = []
+        with torch.inference_mode():
+            for w in waveforms:
+                x = torch.as_tensor(np.asarray(w, dtype=np.float32)).reshape(-1)
+                if x.numel() < self.segment_size:
+                    x = nn.functional.pad(x, (0, self.segment_size - x.numel()))
+                mel = front(x)
+                n_frames = mel.shape[-1]
+                x = nn.functional.pad(x, (0, max(0, n_frames * hop - x.numel())))[: n_frames * hop]
+                self.audio.append(x.clone())
+                self.mels.append(mel.clone())
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def __len__(self) -> int:
+        return len(self.audio)
+
+    def next_batch(self) -> tuple[Tensor, Tensor]:
+        """``(audio (B, segment_size), log_mel (B, n_mels, segment_size / hop))``."""
+        hop, frames = self.mel_config.hop_length, self.segment_frames
+        idx = torch.randint(len(self.audio), (self.batch_size,), generator=self.generator)
+        wavs, mels = [], []
+        for i in idx.tolist():
+            mel = self.mels[i]
+            t0 = int(torch.randint(mel.shape[-1] - frames + 1, (1,), generator=self.generator))
+            mels.append(mel[:, t0 : t0 + frames])
+            wavs.append(self.audio[i][t0 * hop : t0 * hop + self.segment_size])
+        return torch.stack(wavs), torch.stack(mels)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the random draws stand (tensors and plain values only)."""
+        return {"generator": self.generator.get_state(), "n_utterances": len(self.audio),
+                "segment_size": self.segment_size, "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue the draws of a saved sampler (same data and sizes expected)."""
+        if int(state["n_utterances"]) != len(self.audio):
+            log.warning("resuming with %d training utterances instead of %d",
+                        len(self.audio), int(state["n_utterances"]))
+        self.generator.set_state(state["generator"])
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass
+class VocoderSettings:
+    """How to train (``conf/vocoder/trainer/*.yaml``).
+
+    ``lr_decay_every=None``: one "epoch" (see the module docstring). ``loss_fmax``:
+    the mel loss's upper band edge (``None`` = Nyquist). ``disc_start_step``: steps
+    trained on the mel loss alone before the discriminators and the adversarial and
+    feature-matching terms join (paper: 0; a deviation used only by the CPU recipe, see
+    :class:`VocoderTrainer`). ``audio_every``: TensorBoard
+    audio and mel images of the example utterance (0 = off); ``log_every`` likewise.
+    """
+
+    max_steps: int = 2_500_000
+    segment_size: int = 8192
+    batch_size: int = 16
+    lr_decay: float = 0.999
+    lr_decay_every: int | None = None
+    lambda_fm: float = 2.0
+    lambda_mel: float = 45.0
+    loss_fmax: float | None = None
+    disc_start_step: int = 0
+    precision: str = "fp32"
+    ckpt_every: int = 5000
+    keep_last: int = 3
+    log_every: int = 100
+    audio_every: int = 5000
+    progress: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 0:
+            raise ConfigError(f"trainer.max_steps must be >= 0, got {self.max_steps}")
+        if self.ckpt_every < 1:
+            raise ConfigError(f"trainer.ckpt_every must be >= 1, got {self.ckpt_every}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"trainer.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ConfigError(f"trainer.lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.disc_start_step < 0:
+            raise ConfigError(f"trainer.disc_start_step must be >= 0, got {self.disc_start_step}")
+        if self.lr_decay_every is not None and self.lr_decay_every < 1:
+            raise ConfigError(f"trainer.lr_decay_every must be >= 1 or null, got {self.lr_decay_every}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], **extra: Any) -> VocoderSettings:
+        """Build from a config mapping, ignoring keys that are not settings (e.g. ``device``)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in {**dict(values), **extra}.items() if k in names})
+
+
+@dataclass
+class VocoderTrainResult:
+    """What :meth:`VocoderTrainer.fit` returns."""
+
+    step: int
+    last_checkpoint: Path | None
+    logs: dict[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def load_vocoder_training_checkpoint(path: str | os.PathLike[str],
+                            map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a vocoder training checkpoint (``weights_only=True``) and check its layout.
+
+    Raises :class:`~voiceconv.errors.CheckpointError` naming ``path`` when it is missing,
+    unreadable, or not a vocoder training checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "no such checkpoint file")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated, corrupt, not a torch file, unsafe content
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(path, f"cannot read checkpoint ({type(exc).__name__}: {first})") from exc
+    if not isinstance(state, dict) or state.get("format") != VOCODER_CHECKPOINT_FORMAT:
+        raise CheckpointError(path, "not a voiceconv vocoder training checkpoint (wrong or missing format tag)")
+    missing = [k for k in VOCODER_REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(path, f"incomplete vocoder checkpoint, missing {missing}")
+    return state
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+class VocoderTrainer:
+    """Trains a :class:`HiFiGANGenerator` against an MPD and an MSD.
+
+    Args:
+        generator, mpd, msd: the networks (moved to ``device``).
+        sampler: training segments (see :class:`SegmentSampler`); its MelConfig must be
+            the generator's.
+        settings: :class:`VocoderSettings`.
+        run_dir: the run folder (``checkpoints/``, ``tb/``, ``config.yaml``,
+            ``mel_config.json``).
+        make_opt_g, make_opt_d: ``params -> Optimizer`` (default: AdamW 2e-4, (0.8, 0.99)).
+        config: the resolved run configuration, stored in checkpoints and config.yaml.
+        device: where to train.
+        example: optional ``(waveform, log_mel)`` of one utterance for TensorBoard.
+    """
+
+    def __init__(
+        self,
+        generator: HiFiGANGenerator,
+        mpd: MultiPeriodDiscriminator,
+        msd: MultiScaleDiscriminator,
+        sampler: SegmentSampler,
+        settings: VocoderSettings,
+        run_dir: str | os.PathLike[str],
+        make_opt_g: OptimizerFactory | None = None,
+        make_opt_d: OptimizerFactory | None = None,
+        config: Mapping[str, Any] | None = None,
+        device: str | torch.device = "cpu",
+        example: tuple[Tensor, Tensor] | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.settings = settings
+        self.run_dir = Path(run_dir)
+        self.config = dict(config or {})
+        self.mel_config = generator.mel_config
+        self.mel_config.check_same(sampler.mel_config, what="training segments")
+        if settings.segment_size != sampler.segment_size or settings.batch_size != sampler.batch_size:
+            raise ConfigError(
+                f"sampler draws {sampler.batch_size} x {sampler.segment_size} samples but the settings"
+                f" say {settings.batch_size} x {settings.segment_size}"
+            )
+        self.sampler = sampler
+        self.generator = generator.to(self.device)
+        self.mpd = mpd.to(self.device)
+        self.msd = msd.to(self.device)
+        make_opt_g = make_opt_g or _default_adamw
+        make_opt_d = make_opt_d or _default_adamw
+        self.opt_g = make_opt_g(list(self.generator.parameters()))
+        self.opt_d = make_opt_d([*self.mpd.parameters(), *self.msd.parameters()])
+        self.sched_g = ExponentialLR(self.opt_g, gamma=settings.lr_decay)
+        self.sched_d = ExponentialLR(self.opt_d, gamma=settings.lr_decay)
+        self.lr_decay_every = (settings.lr_decay_every if settings.lr_decay_every is not None
+                               else max(1, math.ceil(len(sampler) / settings.batch_size)))
+        loss_cfg = dataclasses.replace(self.mel_config, fmax=settings.loss_fmax)
+        self.loss_mel = LogMel(loss_cfg).to(self.device)
+        self.gan_loss = GANLoss("lsgan")
+        self.checkpoints = CheckpointManager(self.run_dir, keep_last=settings.keep_last)
+        self.example = example
+        self.step = 0
+
+    # ------------------------------------------------------------- state
+    def _discriminators(self) -> dict[str, SavableModule]:
+        return {"mpd": self.mpd, "msd": self.msd}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The full training state (see the module docstring for the keys)."""
+        return {
+            "format": VOCODER_CHECKPOINT_FORMAT,
+            "step": self.step,
+            "model": model_payload(self.generator),
+            "discriminators": {k: model_payload(d) for k, d in self._discriminators().items()},
+            "optimizers": {"generator": self.opt_g.state_dict(), "discriminator": self.opt_d.state_dict()},
+            "schedulers": {"generator": self.sched_g.state_dict(), "discriminator": self.sched_d.state_dict()},
+            "rng": capture_rng_state(),
+            "sampler": self.sampler.state_dict(),
+            "mel_config": self.mel_config.to_dict(),
+            "settings": dataclasses.asdict(self.settings),
+            "config": self.config,
+        }
+
+    def save_checkpoint(self) -> Path:
+        """Write ``step_XXXXXXX.ckpt`` and ``last.ckpt`` atomically; returns the step file."""
+        return self.checkpoints.save(self.state_dict(), self.step)
+
+    def load_state_dict(self, state: Mapping[str, Any], source: Path) -> None:
+        """Restore everything from a checkpoint ``state`` read from ``source``."""
+        self.mel_config.check_same(MelConfig.from_dict(state["mel_config"]), what=f"checkpoint {source}")
+        nets: dict[str, tuple[SavableModule, Mapping[str, Any]]] = {
+            "generator": (self.generator, state["model"]),
+            **{k: (d, state["discriminators"][k]) for k, d in self._discriminators().items()},
+        }
+        for name, (net, payload) in nets.items():
+            desc = {k: v for k, v in payload.items() if k != "state_dict"}
+            if desc != net.describe():
+                raise CheckpointError(source, f"holds a {name} ({desc.get('class')}) with other settings than configured")
+        for net, payload in nets.values():
+            net.load_state_dict(payload["state_dict"])
+        self.opt_g.load_state_dict(state["optimizers"]["generator"])
+        self.opt_d.load_state_dict(state["optimizers"]["discriminator"])
+        self.sched_g.load_state_dict(state["schedulers"]["generator"])
+        self.sched_d.load_state_dict(state["schedulers"]["discriminator"])
+        self.sampler.load_state_dict(state["sampler"])
+        restore_rng_state(state["rng"])
+        self.step = int(state["step"])
+
+    def resume_if_possible(self) -> bool:
+        """Load ``run_dir/checkpoints/last.ckpt`` if it exists. Returns True if resumed."""
+        last = self.checkpoints.last_path
+        if not last.exists():
+            return False
+        self.load_state_dict(load_vocoder_training_checkpoint(last, map_location=self.device), last)
+        return True
+
+    def write_run_files(self) -> None:
+        """``config.yaml`` and ``mel_config.json`` in the run folder."""
+        from omegaconf import OmegaConf
+
+        atomic_write_text(self.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(self.config)))
+        atomic_write_json(self.run_dir / "mel_config.json", self.mel_config.to_dict())
+
+    # ------------------------------------------------------------- step
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.settings.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    @contextlib.contextmanager
+    def _discriminators_frozen(self) -> Iterator[None]:
+        params = [*self.mpd.parameters(), *self.msd.parameters()]
+        flags = [p.requires_grad for p in params]
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, flag in zip(params, flags, strict=True):
+                p.requires_grad_(flag)
+
+    def _judge(self, real: Tensor, fake: Tensor) -> dict[str, tuple[list[Tensor], list[Tensor], Any, Any]]:
+        """Both discriminators on ``[real; fake]`` in one batch, split back per half."""
+        both = torch.cat([real, fake], dim=0)
+        n = real.shape[0]
+        out = {}
+        for name, disc in self._discriminators().items():
+            with self._autocast():
+                logits, fmaps = disc(both)
+            logits = [x.float() for x in logits]
+            fmaps = [[f.float() for f in fm] for fm in fmaps]
+            out[name] = ([x[:n] for x in logits], [x[n:] for x in logits],
+                         [[f[:n] for f in fm] for fm in fmaps], [[f[n:] for f in fm] for fm in fmaps])
+        return out
+
+    def _check_finite(self, losses: Mapping[str, Tensor]) -> None:
+        bad = [name for name, v in losses.items() if not bool(torch.isfinite(v.detach()).all())]
+        if not bad:
+            return
+        what = ", ".join(f"{n} loss ({losses[n].item()})" for n in bad)
+        last = self.checkpoints.last_path
+        kept = f"last good checkpoint kept: {last}" if last.exists() else "no checkpoint written yet"
+        raise TrainingDiverged(f"step {self.step + 1}: non-finite {what}; training stopped, {kept}")
+
+    def train_step(self) -> dict[str, Tensor]:
+        """One D step and one G step on a fresh batch; returns the (detached) losses.
+
+        Before ``disc_start_step`` only the generator trains, on ``lambda_mel * L_mel``.
+        """
+        s = self.settings
+        wav, mel = (t.to(self.device, non_blocking=True) for t in self.sampler.next_batch())
+        with self._autocast():
+            fake = self.generator(mel)
+        fake = fake.float()
+        zero = fake.new_zeros(())
+        adversarial = self.step >= s.disc_start_step
+
+        # 1. discriminators on real vs detached fake
+        d_losses = {"mpd": zero, "msd": zero}
+        if adversarial:
+            judged = self._judge(wav, fake.detach())
+            d_losses = {name: self.gan_loss.discriminator_loss(r, f) for name, (r, f, _, _) in judged.items()}
+        d_loss = d_losses["mpd"] + d_losses["msd"]
+        if adversarial:
+            self._check_finite({"discriminator": d_loss})
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.opt_d.step()
+
+        # 2. generator: adversarial + feature matching + mel L1, discriminators frozen
+        mel_loss = mel_l1_loss(self.loss_mel(wav), self.loss_mel(fake))
+        adv, fm = {"mpd": zero, "msd": zero}, {"mpd": zero, "msd": zero}
+        with self._discriminators_frozen():
+            if adversarial:
+                judged = self._judge(wav, fake)
+                adv = {name: self.gan_loss.generator_loss(f) for name, (_, f, _, _) in judged.items()}
+                fm = {name: feature_matching_loss([[x.detach() for x in m] for m in rf], ff)
+                      for name, (_, _, rf, ff) in judged.items()}
+            g_loss = (adv["mpd"] + adv["msd"] + s.lambda_fm * (fm["mpd"] + fm["msd"])
+                      + s.lambda_mel * mel_loss)
+            self._check_finite({"generator": g_loss})
+            self.opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+        self.opt_g.step()
+
+        self.step += 1
+        if self.step % self.lr_decay_every == 0:
+            self.sched_g.step()
+            with warnings.catch_warnings():
+                # before disc_start_step opt_d has not stepped yet; its rate still decays per epoch
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+                self.sched_d.step()
+        return {
+            "g_total": g_loss.detach(), "g_adv_mpd": adv["mpd"].detach(), "g_adv_msd": adv["msd"].detach(),
+            "fm_mpd": fm["mpd"].detach(), "fm_msd": fm["msd"].detach(), "mel_l1": mel_loss.detach(),
+            "d_total": d_loss.detach(), "d_mpd": d_losses["mpd"].detach(), "d_msd": d_losses["msd"].detach(),
+        }
+
+    # ------------------------------------------------------------- fit
+    def fit(self) -> VocoderTrainResult:
+        """Resume if possible, train until ``max_steps``, checkpoint, return the result."""
+        from tqdm.auto import tqdm
+
+        s = self.settings
+        if self.resume_if_possible():
+            log.info("resumed %s at step %d", self.run_dir, self.step)
+        self.write_run_files()
+        last = self.checkpoints.last_path
+        if self.step >= s.max_steps:
+            return VocoderTrainResult(self.step, last if last.exists() else None, {})
+        self.generator.train()
+        self.mpd.train()
+        self.msd.train()
+        logger = TrainLogger(self.run_dir / "tb", enabled=True, vocode=self._vocode,
+                             sample_rate=self.mel_config.sample_rate)
+        bar = tqdm(total=s.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   disable=not s.progress)
+        last_logs: dict[str, float] = {}
+        last_path: Path | None = None
+        tick, tick_step = time.perf_counter(), self.step
+        try:
+            while self.step < s.max_steps:
+                logs = self.train_step()
+                bar.update(1)
+                if s.log_every and self.step % s.log_every == 0:
+                    now = time.perf_counter()
+                    last_logs = {k: float(v) for k, v in logs.items()}
+                    rate = (self.step - tick_step) / max(now - tick, 1e-9)
+                    tick, tick_step = now, self.step
+                    logger.scalars(self.step, {
+                        **{f"loss/{k}": v for k, v in last_logs.items()},
+                        "lr/generator": float(self.opt_g.param_groups[0]["lr"]),
+                        "lr/discriminator": float(self.opt_d.param_groups[0]["lr"]),
+                        "speed/steps_per_s": rate,
+                    })
+                    bar.set_postfix(mel=f"{last_logs['mel_l1']:.3f}", g=f"{last_logs['g_total']:.2f}",
+                                    d=f"{last_logs['d_total']:.2f}")
+                if s.audio_every and self.step % s.audio_every == 0:
+                    self._log_example(logger)
+                if self.step % s.ckpt_every == 0 or self.step == s.max_steps:
+                    last_path = self.save_checkpoint()
+        finally:
+            bar.close()
+            logger.close()
+        if not last_logs:
+            last_logs = {k: float(v) for k, v in logs.items()}
+        return VocoderTrainResult(self.step, last_path, last_logs)
+
+    @torch.no_grad()
+    def _vocode(self, log_mel: np.ndarray) -> np.ndarray:
+        """The generator as TensorBoard's ``vocode`` callable (eval mode, no grad)."""
+        was_training = self.generator.training
+        self.generator.eval()
+        try:
+            x = torch.as_tensor(log_mel, dtype=torch.float32, device=self.device)
+            return self.generator(x).float().cpu().numpy()
+        finally:
+            self.generator.train(was_training)
+
+    @torch.no_grad()
+    def _log_example(self, logger: TrainLogger) -> None:
+        """Generated audio of the example utterance, and its log-mel beside the real one."""
+        if self.example is None:
+            return
+        wav, mel = self.example
+        fake = torch.from_numpy(self._vocode(mel.cpu().numpy()))[: wav.numel()]
+        logger.audio(self.step, "audio/generated", mel.cpu().numpy())
+        fake_mel = LogMel(self.mel_config)(fake)
+        frames = min(fake_mel.shape[-1], mel.shape[-1])
+        logger.mel_images(self.step, "mels/example",
+                          {"real": mel.cpu()[:, :frames], "generated": fake_mel[:, :frames]})
+
+
+__all__ = [
+    "VOCODER_CHECKPOINT_FORMAT",
+    "SegmentSampler",
+    "VocoderSettings",
+    "VocoderTrainResult",
+    "VocoderTrainer",
+    "load_vocoder_training_checkpoint",
+]

@@ -1,0 +1,299 @@
+"""HiFi-GAN generator (Kong, Kim & Bae, NeurIPS 2020): log-mel frames -> waveform.
+
+The generator is a stack of transposed convolutions that upsample a log-mel
+spectrogram ``(B, n_mels, T)`` by ``prod(upsample_rates) == hop_length`` to a
+waveform ``(B, T * hop_length)``. After every upsampling layer a multi-receptive
+field fusion (MRF) module sums (and averages) ``len(resblock_kernel_sizes)``
+residual blocks of different kernel sizes and dilations. Layout, as in the paper and
+its reference code::
+
+    conv_pre (k7) -> [LReLU(0.1) -> ConvT(k_u, stride u) -> MRF] x len(u)
+                  -> LReLU(0.01) -> conv_post (k7, 1 channel) -> tanh
+
+* ResBlock "1" (V1, V2): per dilation ``d``: ``x += conv_1(conv_d(lrelu(x)))`` with a
+  LReLU between the two convolutions.
+* ResBlock "2" (V3): per dilation ``d``: ``x += conv_d(lrelu(x))``.
+
+Every convolution carries weight normalisation
+(:func:`torch.nn.utils.parametrizations.weight_norm`); :meth:`HiFiGANGenerator.remove_weight_norm`
+folds it into plain weights for inference without changing the output.
+
+Frame / sample alignment: frame ``t`` of the mel produces samples
+``[t * hop, (t + 1) * hop)``. With :class:`~voiceconv.audio.mel.LogMel`'s centred
+frames (frame ``t`` is centred on sample ``t * hop``) this is the convention the
+trainer uses for its training pairs (segments of the full-utterance mel and the
+matching samples), so training and inference see the same alignment.
+
+Deviations from the reference implementation, and why:
+
+* Weight initialisation: the reference code calls ``init_weights`` (N(0, 0.01)) *after*
+  ``weight_norm``, where it writes into a tensor that the weight-norm hook recomputes
+  from ``g`` and ``v`` before every forward; the released models therefore trained
+  from PyTorch's default initialisation. We keep PyTorch's default (the behaviour
+  that was actually trained) and do not pretend to re-initialise.
+* Transposed-convolution padding is ``ceil((k - u) / 2)`` plus an ``output_padding`` of
+  ``(k - u) mod 2``, so the output is exactly ``u`` times longer for any ``k >= u``;
+  for the paper's even ``k - u`` this is the reference's ``(k - u) // 2`` padding.
+* The ``mel_config`` (a :meth:`MelConfig.to_dict`) is a constructor argument so that
+  a saved generator names the features it was trained on and a loader can refuse
+  others (:meth:`MelConfig.check_same`).
+
+Configurations of the paper (``upsample_rates (8, 8, 2, 2)`` for hop 256):
+
+====  ===============  ===========  =========================  =================
+name  initial channel  resblock     resblock kernels           params (paper)
+====  ===============  ===========  =========================  =================
+V1    512              "1"          (3, 7, 11), dil (1, 3, 5)  13.92 M
+V2    128              "1"          (3, 7, 11), dil (1, 3, 5)  0.92 M
+V3    256              "2"          (3, 5, 7), dil (1, 2),     1.46 M
+                                    (2, 6), (3, 12);
+                                    upsample (8, 8, 4), k
+                                    (16, 16, 8)
+====  ===============  ===========  =========================  =================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
+
+from voiceconv.audio.mel import MelConfig
+from voiceconv.errors import ConfigError
+from voiceconv.models.base import SavableModule
+
+#: negative slope of the LeakyReLUs inside the generator and discriminators (paper: 0.1)
+LRELU_SLOPE = 0.1
+RESBLOCK_KINDS = ("1", "2")
+
+
+def dilated_padding(kernel_size: int, dilation: int = 1) -> int:
+    """Padding that keeps the length of a stride-1 convolution with an odd kernel."""
+    return (kernel_size * dilation - dilation) // 2
+
+
+def remove_all_weight_norms(module: nn.Module) -> int:
+    """Fold every ``weight`` parametrisation under ``module`` into a plain weight.
+
+    Returns the number of layers changed. The computed weight is kept
+    (``leave_parametrized=True``), so outputs do not change.
+    """
+    n = 0
+    for m in module.modules():
+        if parametrize.is_parametrized(m, "weight"):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+            n += 1
+    return n
+
+
+class ResBlock1(nn.Module):
+    """HiFi-GAN residual block type 1: ``x += conv_1(lrelu(conv_d(lrelu(x))))`` per dilation."""
+
+    def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]) -> None:
+        super().__init__()
+        self.convs1 = nn.ModuleList(
+            weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d,
+                                  padding=dilated_padding(kernel_size, d)))
+            for d in dilations
+        )
+        self.convs2 = nn.ModuleList(
+            weight_norm(nn.Conv1d(channels, channels, kernel_size, 1,
+                                  padding=dilated_padding(kernel_size, 1)))
+            for _ in dilations
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        for c1, c2 in zip(self.convs1, self.convs2, strict=True):
+            xt = c2(F.leaky_relu(c1(F.leaky_relu(x, LRELU_SLOPE)), LRELU_SLOPE))
+            x = x + xt
+        return x
+
+
+class ResBlock2(nn.Module):
+    """HiFi-GAN residual block type 2: ``x += conv_d(lrelu(x))`` per dilation."""
+
+    def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int]) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(
+            weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d,
+                                  padding=dilated_padding(kernel_size, d)))
+            for d in dilations
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        for c in self.convs:
+            x = x + c(F.leaky_relu(x, LRELU_SLOPE))
+        return x
+
+
+def _int_tuple(values: Any, what: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(v) for v in values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"HiFiGANGenerator: {what} must be a list of integers, got {values!r}") from exc
+    if not out or any(v < 1 for v in out):
+        raise ConfigError(f"HiFiGANGenerator: {what} must be non-empty positive integers, got {values!r}")
+    return out
+
+
+class HiFiGANGenerator(SavableModule):
+    """HiFi-GAN generator: ``forward(log_mel (B, n_mels, T)) -> wav (B, T * hop_length)``.
+
+    Args:
+        mel_config: :meth:`MelConfig.to_dict` of the features it vocodes; ``n_mels``
+            sets the input channels and ``prod(upsample_rates)`` must equal its
+            ``hop_length`` (:class:`~voiceconv.errors.ConfigError` otherwise).
+        upsample_rates, upsample_kernel_sizes: stride and kernel of each transposed
+            convolution (``kernel >= rate``).
+        upsample_initial_channel: channels after ``conv_pre``; halved by every upsampling
+            (512: V1, 128: V2, 256: V3).
+        resblock: ``"1"`` or ``"2"`` (see the module docstring).
+        resblock_kernel_sizes, resblock_dilation_sizes: one residual block of the MRF per
+            kernel size, with its tuple of dilations.
+
+    A 2-D input ``(n_mels, T)`` gives a 1-D output ``(T * hop_length,)``. Output
+    samples are in ``(-1, 1)`` (tanh).
+    """
+
+    def __init__(
+        self,
+        mel_config: dict[str, Any] | None = None,
+        upsample_rates: Sequence[int] = (8, 8, 2, 2),
+        upsample_kernel_sizes: Sequence[int] = (16, 16, 4, 4),
+        upsample_initial_channel: int = 128,
+        resblock: str = "1",
+        resblock_kernel_sizes: Sequence[int] = (3, 7, 11),
+        resblock_dilation_sizes: Sequence[Sequence[int]] = ((1, 3, 5), (1, 3, 5), (1, 3, 5)),
+    ) -> None:
+        super().__init__()
+        cfg = MelConfig.from_dict(dict(mel_config)) if mel_config is not None else MelConfig()
+        rates = _int_tuple(upsample_rates, "upsample_rates")
+        kernels = _int_tuple(upsample_kernel_sizes, "upsample_kernel_sizes")
+        rb_kernels = _int_tuple(resblock_kernel_sizes, "resblock_kernel_sizes")
+        rb_dils = tuple(_int_tuple(d, "resblock_dilation_sizes") for d in resblock_dilation_sizes)
+        resblock = str(resblock)
+        if len(rates) != len(kernels):
+            raise ConfigError(
+                f"HiFiGANGenerator: {len(rates)} upsample_rates but {len(kernels)} upsample_kernel_sizes"
+            )
+        if math.prod(rates) != cfg.hop_length:
+            raise ConfigError(
+                f"HiFiGANGenerator: product of upsample_rates {rates} is {math.prod(rates)},"
+                f" but the mel hop_length is {cfg.hop_length}; they must be equal"
+            )
+        if any(k < u for k, u in zip(kernels, rates, strict=True)):
+            raise ConfigError(
+                f"HiFiGANGenerator: every upsample kernel must be >= its rate, got {kernels} for {rates}"
+            )
+        if len(rb_kernels) != len(rb_dils):
+            raise ConfigError(
+                f"HiFiGANGenerator: {len(rb_kernels)} resblock_kernel_sizes but"
+                f" {len(rb_dils)} resblock_dilation_sizes"
+            )
+        if resblock not in RESBLOCK_KINDS:
+            raise ConfigError(f"HiFiGANGenerator: resblock must be one of {RESBLOCK_KINDS}, got {resblock!r}")
+        if upsample_initial_channel < 2 ** len(rates):
+            raise ConfigError(
+                f"HiFiGANGenerator: upsample_initial_channel {upsample_initial_channel} is too small"
+                f" to halve {len(rates)} times"
+            )
+        self.save_hparams(
+            mel_config=cfg.to_dict(), upsample_rates=list(rates), upsample_kernel_sizes=list(kernels),
+            upsample_initial_channel=int(upsample_initial_channel), resblock=resblock,
+            resblock_kernel_sizes=list(rb_kernels), resblock_dilation_sizes=[list(d) for d in rb_dils],
+        )
+        self._mel_config = cfg
+        self.num_kernels = len(rb_kernels)
+        block_cls = ResBlock1 if resblock == "1" else ResBlock2
+        ch = int(upsample_initial_channel)
+        self.conv_pre = weight_norm(nn.Conv1d(cfg.n_mels, ch, 7, 1, padding=3))
+        self.ups = nn.ModuleList()
+        self.resblocks = nn.ModuleList()
+        for i, (u, k) in enumerate(zip(rates, kernels, strict=True)):
+            c_in, c_out = ch // 2**i, ch // 2 ** (i + 1)
+            pad = (k - u + 1) // 2
+            self.ups.append(weight_norm(nn.ConvTranspose1d(
+                c_in, c_out, k, u, padding=pad, output_padding=u - k + 2 * pad)))
+            for rk, rd in zip(rb_kernels, rb_dils, strict=True):
+                self.resblocks.append(block_cls(c_out, rk, rd))
+        self.conv_post = weight_norm(nn.Conv1d(ch // 2 ** len(rates), 1, 7, 1, padding=3))
+
+    @property
+    def mel_config(self) -> MelConfig:
+        """The :class:`MelConfig` of the features this generator was built for."""
+        return self._mel_config
+
+    @property
+    def hop_length(self) -> int:
+        """Output samples per input frame."""
+        return self._mel_config.hop_length
+
+    def forward(self, log_mel: Tensor) -> Tensor:
+        """Waveform ``(B, T * hop_length)`` (or ``(T * hop_length,)``) from log-mels."""
+        squeeze = log_mel.dim() == 2
+        x = log_mel.unsqueeze(0) if squeeze else log_mel
+        if x.dim() != 3 or x.shape[1] != self._mel_config.n_mels:
+            raise ConfigError(
+                f"HiFiGANGenerator: expected log-mels (B, {self._mel_config.n_mels}, T),"
+                f" got shape {tuple(log_mel.shape)}"
+            )
+        x = self.conv_pre(x)
+        for i, up in enumerate(self.ups):
+            x = up(F.leaky_relu(x, LRELU_SLOPE))
+            blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
+            xs = blocks[0](x)
+            for block in blocks[1:]:
+                xs = xs + block(x)
+            x = xs / self.num_kernels
+        # The reference uses F.leaky_relu's default slope (0.01) before conv_post.
+        x = torch.tanh(self.conv_post(F.leaky_relu(x)))
+        wav = x.squeeze(1)
+        return wav[0] if squeeze else wav
+
+    def remove_weight_norm(self) -> HiFiGANGenerator:
+        """Fold weight normalisation into plain weights (inference; same outputs, faster).
+
+        A generator without weight norm has other ``state_dict`` keys: save checkpoints
+        before calling this. Returns ``self``.
+        """
+        remove_all_weight_norms(self)
+        return self
+
+
+#: Generator settings shipped in ``conf/vocoder/model/`` (name -> constructor kwargs
+#: without ``mel_config``).
+PRESETS: dict[str, dict[str, Any]] = {
+    "v1": dict(upsample_initial_channel=512, resblock="1"),
+    "v2": dict(upsample_initial_channel=128, resblock="1"),
+    "v3": dict(upsample_rates=(8, 8, 4), upsample_kernel_sizes=(16, 16, 8),
+               upsample_initial_channel=256, resblock="2", resblock_kernel_sizes=(3, 5, 7),
+               resblock_dilation_sizes=((1, 2), (2, 6), (3, 12))),
+    "small": dict(upsample_initial_channel=64, resblock="2", resblock_kernel_sizes=(3, 7, 11),
+                  resblock_dilation_sizes=((1, 3), (1, 3), (1, 3))),
+}
+
+
+def build_generator(preset: str, mel_config: MelConfig | dict[str, Any], **overrides: Any) -> HiFiGANGenerator:
+    """A :class:`HiFiGANGenerator` from a :data:`PRESETS` name, with keyword overrides."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown HiFi-GAN preset {preset!r} (expected one of {sorted(PRESETS)})")
+    cfg = mel_config.to_dict() if isinstance(mel_config, MelConfig) else dict(mel_config)
+    return HiFiGANGenerator(cfg, **{**PRESETS[preset], **overrides})
+
+
+__all__ = [
+    "LRELU_SLOPE",
+    "PRESETS",
+    "HiFiGANGenerator",
+    "ResBlock1",
+    "ResBlock2",
+    "build_generator",
+    "dilated_padding",
+    "remove_all_weight_norms",
+]
