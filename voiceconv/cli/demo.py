@@ -13,7 +13,7 @@ Stages (each resumable: a second run skips what is already done):
 5. **evaluate**: MCD / F0 / speaker accuracy of the conversions against the
    held-out target references, beside the unconverted-source baseline.
 
-    voiceconv-demo --out runs/demo            # about 25 minutes on 2 CPU cores
+    voiceconv-demo --out runs/demo            # about 20 minutes on 2 CPU cores
     voiceconv-demo --out runs/demo --steps 200 --limit 40   # a quick smoke run
 """
 
@@ -33,13 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder")
     ap.add_argument("--source", default="rms", help="flite voice converted from")
     ap.add_argument("--target", default="slt", help="flite voice converted to")
-    ap.add_argument("--steps", type=int, default=3000, help="training steps")
+    ap.add_argument("--steps", type=int, default=1000, help="training steps")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
     ap.add_argument("--n-eval", type=int, default=20, help="held-out parallel utterances")
     ap.add_argument("--prompts", type=Path, default=None, help="prompt file (default: the shipped list)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default="maskcyclegan_vc_small")
+    ap.add_argument("--precision", default="bf16", help="training precision: bf16 (autocast, also on CPU) or fp32")
     ap.add_argument("--train-override", action="append", default=[],
                     help="extra Hydra override for training, e.g. trainer.batch_size=4 (repeatable)")
     return ap
@@ -86,6 +87,8 @@ def run_demo(args: argparse.Namespace) -> int:
         "experiment=flite_demo", f"model={args.model}", f"data.a_dir={out / 'train' / src}",
         f"data.b_dir={out / 'train' / tgt}", f"data.speaker_a={src}", f"data.speaker_b={tgt}",
         f"data.workers={args.workers}", f"trainer.max_steps={args.steps}", f"trainer.device={args.device}",
+        f"trainer.precision={args.precision}", f"trainer.ckpt_every={max(args.steps // 4, 1)}",
+        f"trainer.decay_start={args.steps // 2}", "trainer.total_steps=null",
         f"out_dir={out / 'train_run'}", *args.train_override,
     ]
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
