@@ -19,6 +19,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
     "$VENV/bin/python" -m pip install -q -e ".[dev,eval]" 2>&1 | grep -v "^WARNING: Location" || true
-    "$VENV/bin/python" -c "import voiceconv, torch, torchaudio, librosa, soundfile, hydra" 
+    "$VENV/bin/python" -c "import voiceconv, torch, torchaudio, librosa, soundfile, hydra, pyworld, pysptk" && echo "[bootstrap] ok"
     touch "$stamp"
 fi

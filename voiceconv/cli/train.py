@@ -113,6 +113,10 @@ def run(cfg: DictConfig) -> Any:
     from voiceconv.training.seeding import seed_everything
     from voiceconv.training.vc_trainer import RunInfo, TrainerSettings, VCTrainer
 
+    if cfg.trainer.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg.trainer.threads))
     ctx = init_distributed(device=cfg.trainer.get("device", "auto"))
     try:
         seed_everything(int(cfg.seed), ctx.rank)
