@@ -16,7 +16,8 @@ src=rms
 tgt=slt
 limit=""                # use only the first N prompts
 n_eval=20
-steps=3000
+steps=1000
+precision=bf16         # bf16 autocast (also on CPU: AVX-512 BF16), or fp32
 model=maskcyclegan_vc_small
 train_args=""           # extra Hydra overrides, e.g. "trainer=gpu trainer.batch_size=16"
 device=cpu
@@ -39,8 +40,8 @@ if stage 3; then
     say 3 "train $model for $steps steps"
     # shellcheck disable=SC2086
     ${BIN}voiceconv-train data=cache data.cache_dir="$out/cache" data.speaker_a="$src" data.speaker_b="$tgt" \
-        model="$model" trainer=cpu_small trainer.max_steps="$steps" trainer.device="$device" \
-        out_dir="$out/train" $train_args
+        model="$model" trainer=cpu_small trainer.max_steps="$steps" trainer.decay_start=$((steps / 2)) \
+        trainer.precision="$precision" trainer.device="$device" out_dir="$out/train" $train_args
 fi
 if stage 4; then
     say 4 "convert the held-out $src utterances"
