@@ -39,6 +39,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +69,20 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
 
 
 def load_checkpoint(
-    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+    path: str | os.PathLike[str],
+    map_location: str | torch.device = "cpu",
+    *,
+    format_tag: str = CHECKPOINT_FORMAT,
+    required: Sequence[str] = REQUIRED_KEYS,
+    what: str = "training checkpoint",
 ) -> dict[str, Any]:
-    """Read a training checkpoint with ``weights_only=True`` and check its layout.
+    """Read a checkpoint with ``weights_only=True`` and check its layout.
 
     Raises :class:`~voiceconv.errors.CheckpointError` naming ``path`` when the file is
-    missing, unreadable/corrupt/truncated, or not a voiceconv training checkpoint.
-    Rebuild the model with ``build_from_description(ckpt["model"])`` then
-    ``load_state_dict(ckpt["model"]["state_dict"])``.
+    missing, unreadable/corrupt/truncated, or lacks the ``format_tag`` / ``required``
+    keys of a voiceconv ``what`` (defaults: the VC training checkpoint; the vocoder
+    trainer passes its own). Rebuild a VC model with
+    ``build_from_description(ckpt["model"])`` then ``load_state_dict(ckpt["model"]["state_dict"])``.
     """
     path = Path(path)
     if not path.is_file():
@@ -87,11 +94,11 @@ def load_checkpoint(
         raise CheckpointError(
             path, f"cannot read checkpoint ({type(exc).__name__}: {first_line})"
         ) from exc
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(path, "not a voiceconv training checkpoint (wrong or missing format tag)")
-    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if not isinstance(state, dict) or state.get("format") != format_tag:
+        raise CheckpointError(path, f"not a voiceconv {what} (wrong or missing format tag)")
+    missing = [k for k in required if k not in state]
     if missing:
-        raise CheckpointError(path, f"incomplete checkpoint, missing {missing}")
+        raise CheckpointError(path, f"incomplete {what}, missing {missing}")
     return state
 
 

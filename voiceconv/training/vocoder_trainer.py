@@ -96,7 +96,7 @@ from voiceconv.audio.mel import LogMel, MelConfig
 from voiceconv.errors import CheckpointError, ConfigError, TrainingDiverged
 from voiceconv.models.base import SavableModule, model_payload
 from voiceconv.models.losses import GANLoss
-from voiceconv.training.checkpoint import CheckpointManager
+from voiceconv.training.checkpoint import CheckpointManager, load_checkpoint
 from voiceconv.training.logging import TrainLogger
 from voiceconv.training.seeding import capture_rng_state, restore_rng_state
 from voiceconv.utils.atomic import atomic_write_json, atomic_write_text
@@ -268,26 +268,14 @@ class VocoderTrainResult:
 
 
 def load_vocoder_training_checkpoint(path: str | os.PathLike[str],
-                            map_location: str | torch.device = "cpu") -> dict[str, Any]:
+                                     map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a vocoder training checkpoint (``weights_only=True``) and check its layout.
 
     Raises :class:`~voiceconv.errors.CheckpointError` naming ``path`` when it is missing,
     unreadable, or not a vocoder training checkpoint.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(path, "no such checkpoint file")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated, corrupt, not a torch file, unsafe content
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise CheckpointError(path, f"cannot read checkpoint ({type(exc).__name__}: {first})") from exc
-    if not isinstance(state, dict) or state.get("format") != VOCODER_CHECKPOINT_FORMAT:
-        raise CheckpointError(path, "not a voiceconv vocoder training checkpoint (wrong or missing format tag)")
-    missing = [k for k in VOCODER_REQUIRED_KEYS if k not in state]
-    if missing:
-        raise CheckpointError(path, f"incomplete vocoder checkpoint, missing {missing}")
-    return state
+    return load_checkpoint(path, map_location, format_tag=VOCODER_CHECKPOINT_FORMAT,
+                           required=VOCODER_REQUIRED_KEYS, what="vocoder training checkpoint")
 
 
 # --------------------------------------------------------------------------- trainer
