@@ -317,11 +317,16 @@ def exp_gans(cfg: DictConfig, out: Path) -> dict[str, Any]:
 
 
 def _translation_errors(pred: torch.Tensor, truth: torch.Tensor, source: torch.Tensor) -> dict[str, float]:
+    """L1 / MSE of ``pred`` against the true translation, next to two baselines that
+    need no training: the input itself (identity) and an all-black image (blank;
+    strong on these sparse images, so a translator must beat it to be useful)."""
     return {
         "l1": float((pred - truth).abs().mean()),
         "mse": float(((pred - truth) ** 2).mean()),
         "identity_l1": float((source - truth).abs().mean()),
         "identity_mse": float(((source - truth) ** 2).mean()),
+        "blank_l1": float(truth.abs().mean()),
+        "blank_mse": float((truth**2).mean()),
     }
 
 
