@@ -399,11 +399,6 @@ def _group_report(logits: torch.Tensor, labels: torch.Tensor, minority: torch.Te
     return rep
 
 
-def _dbvae_posterior(model: DBVAE, x: torch.Tensor, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    both = batched(lambda b: torch.cat(model.encode(b), 1), x, device=device)
-    return both[:, : model.latent_dim], both[:, model.latent_dim :]
-
-
 def exp_debias(cfg: DictConfig, out: Path) -> dict[str, Any]:
     """Plain classifier vs DB-VAE (same encoder) on a colour-biased binary shape task."""
     ec = cfg.debias
@@ -444,9 +439,7 @@ def exp_debias(cfg: DictConfig, out: Path) -> dict[str, Any]:
     histories["dbvae"] = hist
     dbvae.eval()
     logits = batched(lambda x: dbvae.encode_with_logit(x)[0], x_test, device=dev)
-    kl_dim = kl_divergence(*(t[:, :, None] for t in _dbvae_posterior(dbvae, x_test, dev))).mean(0)
     metrics["dbvae"] = {**_group_report(logits, y_test, m_test), "final_train": _final(hist),
-                        "active_dims": int((kl_dim > 0.1).sum()),
                         "train_seconds": round(secs, 1)}
     metrics["dbvae_minority_gain"] = metrics["dbvae"]["minority"] - metrics["plain"]["minority"]
     # figures: training examples (mostly bias-aligned), test minority examples
