@@ -124,6 +124,14 @@ def _plot(path: Path, mels: dict[str, np.ndarray], f0s: dict[str, WorldFeatures]
     plt.close(fig)
 
 
+def _cached_mel(cache: dict[str, np.ndarray], paths: dict[str, Path | None], name: str,
+                cfg: MelConfig) -> np.ndarray:
+    """Log-mel of ``paths[name]`` at ``cfg``, loaded and computed once per utterance."""
+    if name not in cache:
+        cache[name] = log_mel(load_audio(paths[name], cfg.sample_rate)[0], cfg)
+    return cache[name]
+
+
 def evaluate_folders(
     converted: str | os.PathLike[str],
     reference: str | os.PathLike[str],
@@ -148,11 +156,11 @@ def evaluate_folders(
             f0 = f0_scores(wr, wc)
             row = UtteranceScores(stem, mcd_from_mcep(wr.mcep, wc.mcep), f0.log_f0_rmse_cents,
                                   f0.log_f0_corr, f0.vuv_error)
-            mels = {}
+            paths = {"source": src.get(stem), "converted": conv[stem], "reference": ref[stem]}
+            mels: dict[str, np.ndarray] = {}
             f0s = {"reference": wr, "converted": wc}
             if classifier is not None:
-                conv_mel = log_mel(load_audio(conv[stem], mel_cfg.sample_rate)[0], mel_cfg)
-                row.speaker = classifier.predict([conv_mel])[0]
+                row.speaker = classifier.predict([_cached_mel(mels, paths, "converted", mel_cfg)])[0]
             if stem in src:
                 src_wav, _ = load_audio(src[stem], sr)
                 ws = world_features(src_wav, sr)
@@ -160,14 +168,11 @@ def evaluate_folders(
                 row.source_f0_rmse_cents = f0_scores(wr, ws).log_f0_rmse_cents
                 f0s["source"] = ws
                 if classifier is not None:
-                    src_mel = log_mel(load_audio(src[stem], mel_cfg.sample_rate)[0], mel_cfg)
-                    row.source_speaker = classifier.predict([src_mel])[0]
+                    row.source_speaker = classifier.predict([_cached_mel(mels, paths, "source", mel_cfg)])[0]
             report.rows.append(row)
             if plots_dir is not None and len(report.rows) <= max_plots:
-                for name, path in (("source", src.get(stem)), ("converted", conv[stem]), ("reference", ref[stem])):
-                    if path is not None:
-                        mels[name] = log_mel(load_audio(path, mel_cfg.sample_rate)[0], mel_cfg)
-                _plot(Path(plots_dir) / f"{stem}.png", mels, f0s)
+                shown = {name: _cached_mel(mels, paths, name, mel_cfg) for name, path in paths.items() if path is not None}
+                _plot(Path(plots_dir) / f"{stem}.png", shown, f0s)
         except VoiceconvError as err:
             report.problems.append(str(err))
     return report
