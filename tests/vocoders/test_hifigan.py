@@ -16,6 +16,7 @@ from voiceconv.models.base import build_from_description, model_payload
 from voiceconv.models.losses import GANLoss
 from voiceconv.vocoders.discriminators import (
     MultiPeriodDiscriminator,
+    MultiResolutionSTFTLoss,
     MultiScaleDiscriminator,
     feature_matching_loss,
     generator_total,
@@ -241,3 +242,75 @@ def test_mel_l1_and_generator_total():
     assert float(mel_l1_loss(a, b)) == pytest.approx(0.5)  # compared over the common frames
     total = generator_total(torch.tensor(1.0), torch.tensor(2.0), torch.tensor(3.0))
     assert float(total) == pytest.approx(1.0 + 2 * 2.0 + 45 * 3.0)
+
+
+# ----------------------------------------------------------- multi-resolution STFT loss
+
+
+def test_mr_stft_loss_is_zero_for_equal_signals_and_closed_form_for_a_gain():
+    torch.manual_seed(0)
+    x = torch.randn(2, 4096)
+    loss = MultiResolutionSTFTLoss()
+    assert float(loss(x, x)) == pytest.approx(0.0, abs=1e-6)
+    # fake = g * real: spectral convergence |1 - g|, log-magnitude L1 |log g| at every resolution
+    g = 0.5
+    assert float(loss(x, g * x)) == pytest.approx(abs(1 - g) + abs(math.log(g)), rel=1e-4)
+    # (B, 1, T) is accepted like (B, T); segments shorter than n_fft / 2 still work
+    assert float(loss(x.unsqueeze(1), g * x.unsqueeze(1))) == pytest.approx(abs(1 - g) + abs(math.log(g)), rel=1e-4)
+    assert torch.isfinite(loss(x[:, :600], x[:, :600] * 0.9))
+    with pytest.raises(ConfigError):
+        MultiResolutionSTFTLoss(((512, 50, 1024),))
+
+
+# ----------------------------------------------------------- Griffin-Lim source
+
+
+def _gl_generator() -> HiFiGANGenerator:
+    torch.manual_seed(0)
+    return HiFiGANGenerator(TINY_MEL.to_dict(), **TINY_G, source="griffinlim", source_iters=8)
+
+
+def test_griffinlim_source_generator_starts_at_griffinlim():
+    from voiceconv.vocoders.griffinlim import GriffinLim
+
+    g = _gl_generator().eval()
+    mel = torch.randn(2, TINY_MEL.n_mels, 12) - 4.0
+    gl = GriffinLim(TINY_MEL, n_iter=8, seed=0)(mel, length=12 * TINY_MEL.hop_length)
+    with torch.no_grad():
+        out = g(mel)
+        out_given = g(mel, gl)
+    assert out.shape == gl.shape == (2, 12 * TINY_MEL.hop_length)
+    torch.testing.assert_close(out, out_given)
+    # the correction starts small: the untrained output is Griffin-Lim's to within a few %
+    rel = float(torch.linalg.vector_norm(out - gl) / torch.linalg.vector_norm(gl))
+    assert 0.0 < rel < 0.05
+    # and it is learnable: the source convolutions and conv_post get gradients
+    g.train()
+    g(mel, gl).pow(2).sum().backward()
+    assert all(c.weight.grad is not None and c.weight.grad.abs().sum() > 0 for c in g.source_convs)
+
+
+def test_griffinlim_source_settings_and_shapes_are_checked():
+    g = _gl_generator()
+    mel = torch.randn(1, TINY_MEL.n_mels, 6)
+    with pytest.raises(ConfigError):
+        g(mel, torch.zeros(1, 5 * TINY_MEL.hop_length))  # source of the wrong length
+    with pytest.raises(ConfigError):
+        HiFiGANGenerator(TINY_MEL.to_dict(), **TINY_G)(mel, torch.zeros(1, 6 * TINY_MEL.hop_length))
+    with pytest.raises(ConfigError):
+        HiFiGANGenerator(TINY_MEL.to_dict(), **TINY_G, source="sine")
+    with pytest.raises(ConfigError):
+        HiFiGANGenerator(TINY_MEL.to_dict(), **TINY_G).make_source(mel)
+
+
+def test_griffinlim_source_generator_round_trips_and_folds_weight_norm():
+    g = _gl_generator().eval()
+    mel = torch.randn(1, TINY_MEL.n_mels, 7) - 4.0
+    with torch.no_grad():
+        want = g(mel)
+    rebuilt = build_from_description(model_payload(g))
+    assert rebuilt.source == "griffinlim" and rebuilt.hparams["source_iters"] == 8
+    rebuilt.load_state_dict(g.state_dict())
+    rebuilt.eval().remove_weight_norm()
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(mel), want, rtol=1e-4, atol=1e-5)

@@ -112,7 +112,12 @@ def run(cfg: DictConfig) -> Any:
             print(f"skipped {err}", file=sys.stderr)
     settings = VocoderSettings.from_mapping(OmegaConf.to_container(cfg.trainer, resolve=True),
                                             seed=int(cfg.seed))
-    sampler = SegmentSampler(waves, mel_cfg, settings.segment_size, settings.batch_size, seed=int(cfg.seed))
+    generator = instantiate(cfg.model.generator, mel_config=mel_cfg.to_dict())
+    source_fn = generator.make_source if getattr(generator, "source", None) is not None else None
+    if source_fn is not None:
+        print(f"{PROG}: {generator.source} sources of {len(waves)} training files (once)", flush=True)
+    sampler = SegmentSampler(waves, mel_cfg, settings.segment_size, settings.batch_size, seed=int(cfg.seed),
+                             source_fn=source_fn)
     example = None
     if data.get("example", True):
         ex_path = held[0] if held else train_files[0]
@@ -120,7 +125,6 @@ def run(cfg: DictConfig) -> Any:
         from voiceconv.audio.mel import log_mel
 
         example = (ex_wav, log_mel(ex_wav, mel_cfg))
-    generator = instantiate(cfg.model.generator, mel_config=mel_cfg.to_dict())
     mpd = instantiate(cfg.model.mpd)
     msd = instantiate(cfg.model.msd)
     device = resolve_device(cfg.trainer.get("device", "auto"))

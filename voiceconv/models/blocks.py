@@ -27,6 +27,8 @@ KernelSize = int | tuple[int, ...]
 
 _NORMS = ("instance", "batch", "none")
 _ACTS = ("relu", "leaky_relu", "tanh", "sigmoid", "none")
+#: how :class:`GatedUpsample` computes its gate
+GATES = ("conv", "split")
 
 
 def _check_dim(dim: int) -> None:
@@ -249,9 +251,19 @@ def pixel_shuffle(upscale_factor: int, dim: int) -> nn.Module:
 class GatedUpsample(nn.Module):
     """CycleGAN-VC/-VC2 upsampling block: conv -> pixel shuffle -> norm -> GLU.
 
-    Each of the two GLU branches is ``norm(shuffle(conv(x)))`` with the convolution
-    producing ``out_channels * r**dim`` channels, so the output has ``out_channels``
-    channels and every spatial axis ``r`` times longer.
+    Two ways to get the GLU's gate, both a real gated linear unit ``a * sigmoid(b)``
+    with a learned gate (never ``x * sigmoid(x)``):
+
+    * ``gate="conv"``: the gate has its own convolution. Each branch is
+      ``norm(shuffle(conv(x)))`` with a convolution to ``out_channels * r**dim``
+      channels; the output has ``out_channels`` channels.
+    * ``gate="split"``: ONE convolution to ``2 * out_channels * r**dim`` channels,
+      shuffled and normalised, whose channels are split in halves ``(a, b)``
+      (Dauphin et al.'s formulation, :func:`torch.nn.functional.glu`). Same output
+      shape as ``"conv"`` for the same ``out_channels``; a CycleGAN-VC2 figure entry
+      "c1024 -> PixelShuffler -> GLU" read this way is ``out_channels = 1024 / r**2 / 2``.
+
+    Every spatial axis of the output is ``r`` times longer than the input's.
     """
 
     def __init__(
@@ -263,23 +275,33 @@ class GatedUpsample(nn.Module):
         dim: int = 1,
         norm: NormKind | str = "instance",
         padding: KernelSize | None = None,
+        gate: Literal["conv", "split"] | str = "conv",
     ) -> None:
         super().__init__()
+        if gate not in GATES:
+            raise ConfigError(f"GatedUpsample: gate must be one of {GATES}, got {gate!r}")
+        self.gate = gate
         bias = norm != "batch"
         expanded = out_channels * upscale_factor**dim
 
-        def branch() -> nn.Sequential:
+        def branch(factor: int) -> nn.Sequential:
             return nn.Sequential(
-                conv_layer(in_channels, expanded, kernel_size, 1, padding, dim, bias=bias),
+                conv_layer(in_channels, factor * expanded, kernel_size, 1, padding, dim, bias=bias),
                 pixel_shuffle(upscale_factor, dim),
-                norm_layer(norm, out_channels, dim),
+                norm_layer(norm, factor * out_channels, dim),
             )
 
-        self.branch_a = branch()
-        self.branch_b = branch()
+        if gate == "conv":
+            self.branch_a = branch(1)
+            self.branch_b = branch(1)
+        else:
+            self.branch = branch(2)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.branch_a(x) * torch.sigmoid(self.branch_b(x))
+        if self.gate == "conv":
+            return self.branch_a(x) * torch.sigmoid(self.branch_b(x))
+        a, b = self.branch(x).chunk(2, dim=1)
+        return a * torch.sigmoid(b)
 
 
 class ResidualBlock(nn.Module):

@@ -10,7 +10,8 @@ One training step (:meth:`VocoderTrainer.train_step`), in the reference order:
    sub-discriminators; AdamW step on both discriminators;
 4. **generator step** — with the discriminator weights frozen: LSGAN generator loss
    + 2 x feature matching (real feature maps from the just-updated discriminators, as
-   targets) + 45 x mel L1; AdamW step on G;
+   targets) + 45 x mel L1 (+ ``lambda_stft`` x Parallel WaveGAN's multi-resolution
+   STFT loss, 0 in the paper's configuration); AdamW step on G;
 5. every ``lr_decay_every`` steps both ExponentialLR schedulers step (gamma 0.999).
 
 Optimiser and schedule (paper): AdamW, lr 2e-4, betas (0.8, 0.99), PyTorch's default
@@ -40,6 +41,13 @@ Deviations from the reference implementation, and why:
 * The generator step takes the real feature maps as constants (detached); the reference
   back-propagates into them too, which only adds discriminator gradients that its next
   ``zero_grad`` discards.
+* ``lambda_stft`` (default 0, the paper) adds Parallel WaveGAN's multi-resolution STFT
+  loss (spectral convergence + log magnitude, three resolutions) to the generator's
+  loss; the CPU configuration uses it because it targets the spectral fine structure
+  directly and speeds up short runs.
+* A generator with a source (``HiFiGANGenerator(source="griffinlim")``) gets it from
+  the sampler (``SegmentSampler(source_fn=generator.make_source)``), computed once per
+  whole training utterance as at inference.
 * ``disc_start_step`` (default 0, the paper) lets a short CPU run train the generator on
   the mel loss alone first, as Parallel WaveGAN does for its first 100k steps; only the
   ``cpu_small`` trainer configuration uses it.
@@ -102,6 +110,7 @@ from voiceconv.training.seeding import capture_rng_state, restore_rng_state
 from voiceconv.utils.atomic import atomic_write_json, atomic_write_text
 from voiceconv.vocoders.discriminators import (
     MultiPeriodDiscriminator,
+    MultiResolutionSTFTLoss,
     MultiScaleDiscriminator,
     feature_matching_loss,
     mel_l1_loss,
@@ -141,10 +150,16 @@ class SegmentSampler:
         segment_size: samples per segment; a multiple of ``hop_length``.
         batch_size: segments per batch.
         seed: seeds the private generator.
+        source_fn: for a generator that takes a source signal
+            (:meth:`~voiceconv.vocoders.hifigan.HiFiGANGenerator.make_source`):
+            ``log_mel (n_mels, T) -> source (T * hop,)``, computed once per whole
+            utterance here, as at inference; batches then carry the matching source
+            segments as a third tensor.
     """
 
     def __init__(self, waveforms: Sequence[np.ndarray | Tensor], mel_config: MelConfig,
-                 segment_size: int, batch_size: int, seed: int = 0) -> None:
+                 segment_size: int, batch_size: int, seed: int = 0,
+                 source_fn: Callable[[Tensor], Tensor] | None = None) -> None:
         hop = mel_config.hop_length
         if segment_size <= 0 or segment_size % hop:
             raise ConfigError(
@@ -172,21 +187,35 @@ class SegmentSampler:
                 x = nn.functional.pad(x, (0, max(0, n_frames * hop - x.numel())))[: n_frames * hop]
                 self.audio.append(x.clone())
                 self.mels.append(mel.clone())
+        self.sources: list[Tensor] | None = None
+        if source_fn is not None:
+            started = time.perf_counter()
+            with torch.inference_mode():
+                self.sources = [source_fn(mel).reshape(-1).float().clone() for mel in self.mels]
+            for src, x in zip(self.sources, self.audio, strict=True):
+                if src.numel() != x.numel():
+                    raise ConfigError(f"SegmentSampler: source_fn gave {src.numel()} samples for {x.numel()}")
+            log.info("sources of %d utterances in %.1f s", len(self.sources), time.perf_counter() - started)
         self.generator = torch.Generator().manual_seed(self.seed)
 
     def __len__(self) -> int:
         return len(self.audio)
 
-    def next_batch(self) -> tuple[Tensor, Tensor]:
-        """``(audio (B, segment_size), log_mel (B, n_mels, segment_size / hop))``."""
+    def next_batch(self) -> tuple[Tensor, ...]:
+        """``(audio (B, segment_size), log_mel (B, n_mels, segment_size / hop))``, plus
+        ``source (B, segment_size)`` when the sampler was built with a ``source_fn``."""
         hop, frames = self.mel_config.hop_length, self.segment_frames
         idx = torch.randint(len(self.audio), (self.batch_size,), generator=self.generator)
-        wavs, mels = [], []
+        wavs, mels, srcs = [], [], []
         for i in idx.tolist():
             mel = self.mels[i]
             t0 = int(torch.randint(mel.shape[-1] - frames + 1, (1,), generator=self.generator))
             mels.append(mel[:, t0 : t0 + frames])
             wavs.append(self.audio[i][t0 * hop : t0 * hop + self.segment_size])
+            if self.sources is not None:
+                srcs.append(self.sources[i][t0 * hop : t0 * hop + self.segment_size])
+        if self.sources is not None:
+            return torch.stack(wavs), torch.stack(mels), torch.stack(srcs)
         return torch.stack(wavs), torch.stack(mels)
 
     def state_dict(self) -> dict[str, Any]:
@@ -210,7 +239,9 @@ class VocoderSettings:
     """How to train (``conf/vocoder/trainer/*.yaml``).
 
     ``lr_decay_every=None``: one "epoch" (see the module docstring). ``loss_fmax``:
-    the mel loss's upper band edge (``None`` = Nyquist). ``disc_start_step``: steps
+    the mel loss's upper band edge (``None`` = Nyquist). ``lambda_stft``: weight of
+    Parallel WaveGAN's multi-resolution STFT loss added to the generator's (paper: 0,
+    not a HiFi-GAN term). ``disc_start_step``: steps
     trained on the mel loss alone before the discriminators and the adversarial and
     feature-matching terms join (paper: 0; a deviation used only by the CPU recipe, see
     :class:`VocoderTrainer`). ``audio_every``: TensorBoard
@@ -224,6 +255,7 @@ class VocoderSettings:
     lr_decay_every: int | None = None
     lambda_fm: float = 2.0
     lambda_mel: float = 45.0
+    lambda_stft: float = 0.0
     loss_fmax: float | None = None
     disc_start_step: int = 0
     precision: str = "fp32"
@@ -245,6 +277,8 @@ class VocoderSettings:
             raise ConfigError(f"trainer.lr_decay must be in (0, 1], got {self.lr_decay}")
         if self.disc_start_step < 0:
             raise ConfigError(f"trainer.disc_start_step must be >= 0, got {self.disc_start_step}")
+        if self.lambda_stft < 0:
+            raise ConfigError(f"trainer.lambda_stft must be >= 0, got {self.lambda_stft}")
         if self.lr_decay_every is not None and self.lr_decay_every < 1:
             raise ConfigError(f"trainer.lr_decay_every must be >= 1 or null, got {self.lr_decay_every}")
 
@@ -322,6 +356,11 @@ class VocoderTrainer:
                 f"sampler draws {sampler.batch_size} x {sampler.segment_size} samples but the settings"
                 f" say {settings.batch_size} x {settings.segment_size}"
             )
+        if getattr(generator, "source", None) is not None and sampler.sources is None:
+            raise ConfigError(
+                f"the generator takes a {generator.source} source: build the SegmentSampler with"
+                " source_fn=generator.make_source (one source per whole utterance)"
+            )
         self.sampler = sampler
         self.generator = generator.to(self.device)
         self.mpd = mpd.to(self.device)
@@ -336,6 +375,7 @@ class VocoderTrainer:
                                else max(1, math.ceil(len(sampler) / settings.batch_size)))
         loss_cfg = dataclasses.replace(self.mel_config, fmax=settings.loss_fmax)
         self.loss_mel = LogMel(loss_cfg).to(self.device)
+        self.loss_stft = MultiResolutionSTFTLoss().to(self.device)
         self.gan_loss = GANLoss("lsgan")
         self.checkpoints = CheckpointManager(self.run_dir, keep_last=settings.keep_last)
         self.example = example
@@ -448,9 +488,9 @@ class VocoderTrainer:
         Before ``disc_start_step`` only the generator trains, on ``lambda_mel * L_mel``.
         """
         s = self.settings
-        wav, mel = (t.to(self.device, non_blocking=True) for t in self.sampler.next_batch())
+        wav, mel, *source = (t.to(self.device, non_blocking=True) for t in self.sampler.next_batch())
         with self._autocast():
-            fake = self.generator(mel)
+            fake = self.generator(mel, *source)
         fake = fake.float()
         zero = fake.new_zeros(())
         adversarial = self.step >= s.disc_start_step
@@ -469,6 +509,7 @@ class VocoderTrainer:
 
         # 2. generator: adversarial + feature matching + mel L1, discriminators frozen
         mel_loss = mel_l1_loss(self.loss_mel(wav), self.loss_mel(fake))
+        stft_loss = self.loss_stft(wav, fake) if s.lambda_stft > 0 else zero
         adv, fm = {"mpd": zero, "msd": zero}, {"mpd": zero, "msd": zero}
         with self._discriminators_frozen():
             if adversarial:
@@ -477,7 +518,7 @@ class VocoderTrainer:
                 fm = {name: feature_matching_loss([[x.detach() for x in m] for m in rf], ff)
                       for name, (_, _, rf, ff) in judged.items()}
             g_loss = (adv["mpd"] + adv["msd"] + s.lambda_fm * (fm["mpd"] + fm["msd"])
-                      + s.lambda_mel * mel_loss)
+                      + s.lambda_mel * mel_loss + s.lambda_stft * stft_loss)
             self._check_finite({"generator": g_loss})
             self.opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
@@ -493,6 +534,7 @@ class VocoderTrainer:
         return {
             "g_total": g_loss.detach(), "g_adv_mpd": adv["mpd"].detach(), "g_adv_msd": adv["msd"].detach(),
             "fm_mpd": fm["mpd"].detach(), "fm_msd": fm["msd"].detach(), "mel_l1": mel_loss.detach(),
+            "stft": stft_loss.detach(),
             "d_total": d_loss.detach(), "d_mpd": d_losses["mpd"].detach(), "d_msd": d_losses["msd"].detach(),
         }
 

@@ -236,6 +236,42 @@ def mel_l1_loss(real_log_mel: Tensor, fake_log_mel: Tensor) -> Tensor:
     return F.l1_loss(fake_log_mel[..., :frames], real_log_mel[..., :frames])
 
 
+#: (n_fft, hop, window) of Parallel WaveGAN's multi-resolution STFT loss (Yamamoto et al. 2020)
+STFT_RESOLUTIONS: tuple[tuple[int, int, int], ...] = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))
+
+
+class MultiResolutionSTFTLoss(nn.Module):
+    """Parallel WaveGAN's auxiliary loss (Yamamoto et al., ICASSP 2020), not HiFi-GAN's.
+
+    Per resolution: spectral convergence ``||S - S_hat||_F / ||S||_F`` plus the mean
+    absolute difference of the log magnitudes (floored at 1e-7); the mean over the
+    resolutions is returned. Hann windows, centred frames.
+    """
+
+    def __init__(self, resolutions: Sequence[tuple[int, int, int]] = STFT_RESOLUTIONS) -> None:
+        super().__init__()
+        self.resolutions = tuple((int(n), int(h), int(w)) for n, h, w in resolutions)
+        if not self.resolutions or any(w > n or h < 1 for n, h, w in self.resolutions):
+            raise ConfigError(f"MultiResolutionSTFTLoss: bad resolutions {resolutions!r}")
+        for n, _, w in self.resolutions:
+            self.register_buffer(f"window_{w}", torch.hann_window(w), persistent=False)
+
+    def forward(self, real: Tensor, fake: Tensor) -> Tensor:
+        real, fake = _as_waveform(real)[:, 0].float(), _as_waveform(fake)[:, 0].float()
+        total = real.new_zeros(())
+        for n_fft, hop, win in self.resolutions:
+            window = getattr(self, f"window_{win}")
+            # reflect padding as Parallel WaveGAN; zeros where a segment is too short to reflect
+            pad_mode = "reflect" if real.shape[-1] > n_fft // 2 else "constant"
+            s = torch.stft(real, n_fft, hop, win, window, pad_mode=pad_mode,
+                           return_complex=True).abs().clamp_min(1e-7)
+            s_hat = torch.stft(fake, n_fft, hop, win, window, pad_mode=pad_mode,
+                               return_complex=True).abs().clamp_min(1e-7)
+            sc = torch.linalg.vector_norm(s - s_hat) / torch.linalg.vector_norm(s)
+            total = total + sc + F.l1_loss(torch.log(s_hat), torch.log(s))
+        return total / len(self.resolutions)
+
+
 def generator_total(adv: Tensor, fm: Tensor, mel: Tensor,
                     lambda_fm: float = LAMBDA_FM, lambda_mel: float = LAMBDA_MEL) -> Tensor:
     """``L_G = L_adv + lambda_fm L_fm + lambda_mel L_mel`` (paper: 2 and 45)."""
@@ -249,6 +285,8 @@ def lsgan() -> GANLoss:
 
 __all__ = [
     "LAMBDA_FM",
+    "STFT_RESOLUTIONS",
+    "MultiResolutionSTFTLoss",
     "LAMBDA_MEL",
     "MPD_CHANNELS",
     "MSD_CHANNELS",

@@ -49,8 +49,8 @@ def inorm(ch: int) -> int:
 
 
 def expected_generator_params(n_mels: int, in_ch: int, base: int, res: int, hidden: int,
-                              n_res: int) -> int:
-    """CycleGAN-VC2 Fig. 4 layer list, every GLU with its own gate convolution."""
+                              n_res: int, gate: str = "split") -> int:
+    """CycleGAN-VC2 Fig. 4 layer list; the upsampling GLUs as ``gate`` says (see Generator212)."""
     wide, flat = 2 * base, 2 * base * (n_mels // 4)
     total = 2 * conv(in_ch, base, 5, 15)                       # conv + gate, no norm
     total += 2 * (conv(base, wide, 5, 5) + inorm(wide))        # downsample 1
@@ -59,10 +59,15 @@ def expected_generator_params(n_mels: int, in_ch: int, base: int, res: int, hidd
     block = 2 * (conv(res, hidden, 3) + inorm(hidden)) + conv(hidden, res, 3) + inorm(res)
     total += n_res * block
     total += conv(res, flat, 1) + inorm(flat)                  # 1D -> 2D
-    total += 2 * (conv(wide, 4 * wide, 5, 5) + inorm(wide))    # upsample 1 (pixel shuffle)
-    total += 2 * (conv(wide, 4 * base, 5, 5) + inorm(base))    # upsample 2
-    total += conv(base, 1, 5, 15)                              # output
-    return total
+    if gate == "conv":  # separate value and gate convolutions of the listed width
+        total += 2 * (conv(wide, 4 * wide, 5, 5) + inorm(wide))    # upsample 1 (pixel shuffle)
+        total += 2 * (conv(wide, 4 * base, 5, 5) + inorm(base))    # upsample 2
+        return total + conv(base, 1, 5, 15)                        # output
+    # split: ONE convolution of the listed width (c1024 = 4 * wide, c512 = 4 * base) holds
+    # value and gate; after the shuffle the GLU halves the channels
+    total += conv(wide, 4 * wide, 5, 5) + inorm(wide)              # upsample 1 -> wide / 2
+    total += conv(wide // 2, 4 * base, 5, 5) + inorm(base)         # upsample 2 -> base / 2
+    return total + conv(base // 2, 1, 5, 15)                       # output
 
 
 def expected_discriminator_params(c: int) -> int:
@@ -112,14 +117,15 @@ def test_generator_rejects_wrong_mel_count() -> None:
 
 
 # ---------------------------------------------------------- parameter counts
+@pytest.mark.parametrize("gate", ["split", "conv"])
 @pytest.mark.parametrize("name", list(VC_MODELS))
-def test_parameter_counts_match_paper_layer_list(name: str) -> None:
-    model = build_vc_model(name)
+def test_parameter_counts_match_paper_layer_list(name: str, gate: str) -> None:
+    model = build_vc_model(name, upsample_gate=gate)
     size = SIZES["small" if name.endswith("_small") else "paper"]
     in_ch = 2 if isinstance(model, MaskCycleGANVC) else 1
     counts = count_parameters(model)
     g = expected_generator_params(80, in_ch, size.base_channels, size.residual_channels,
-                                  size.residual_hidden, size.n_residual)
+                                  size.residual_hidden, size.n_residual, gate)
     d = expected_discriminator_params(size.d_base_channels)
     assert counts["g_ab"] == counts["g_ba"] == g
     for key in ("d_a", "d_b", "d2_a", "d2_b"):
@@ -288,10 +294,11 @@ def test_every_glu_has_a_learned_gate(name: str) -> None:
     assert len(g_gated) == 3 + n_res  # input conv, 2 downsamplings, one per residual block
     assert sum(isinstance(m, GatedUpsample) for m in g.modules()) == 2
     assert len(d_gated) == 5
-    # conv counts of the paper's layer list: gated layers have two convolutions each
+    # conv counts of the paper's layer list: gated layers have two convolutions each, the
+    # upsamplings one each (upsample_gate="split": value and gate are halves of one conv)
     n2d = sum(isinstance(m, nn.Conv2d) for m in g.modules())
     n1d = sum(isinstance(m, nn.Conv1d) for m in g.modules())
-    assert (n2d, n1d) == (2 + 4 + 4 + 1, 1 + 3 * n_res + 1)
+    assert (n2d, n1d) == (2 + 4 + 2 + 1, 1 + 3 * n_res + 1)
     assert sum(isinstance(m, nn.Conv2d) for m in d.modules()) == 2 * 5 + 1
 
     # each 2D gated layer computes norm(conv_a x) * sigmoid(norm(conv_b x)), with conv_b != conv_a
@@ -315,6 +322,43 @@ def test_every_glu_has_a_learned_gate(name: str) -> None:
         torch.testing.assert_close(out, value * torch.sigmoid(gate), rtol=1e-4, atol=1e-5)
         # a real gate, not the self-gated value * sigmoid(value)
         assert not torch.allclose(out, value * torch.sigmoid(value), atol=1e-3)
+
+
+@pytest.mark.parametrize("gate", ["split", "conv"])
+def test_upsample_glu_from_torch_primitives(gate: str) -> None:
+    """Each upsampling = conv -> pixel shuffle -> instance norm -> GLU with a learned gate."""
+    torch.manual_seed(0)
+    g = build_vc_model("maskcyclegan_vc_small", use_d2=False, upsample_gate=gate).g_ab
+    ups = [m for m in g.modules() if isinstance(m, GatedUpsample)]
+    captured: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
+    hooks = [m.register_forward_hook(lambda mod, inp, out: captured.append((mod, inp[0], out)))
+             for m in ups]
+    x = torch.randn(1, 80, 32)
+    with torch.no_grad():
+        g(x, torch.ones_like(x))
+    for h in hooks:
+        h.remove()
+    assert len(captured) == 2
+    for mod, inp, out in captured:
+        def branch(seq: nn.Sequential, x: torch.Tensor = inp) -> torch.Tensor:
+            conv, _, norm = seq
+            y = F.pixel_shuffle(F.conv2d(x, conv.weight, conv.bias, padding=conv.padding), 2)
+            return F.instance_norm(y, weight=norm.weight, bias=norm.bias, eps=norm.eps)
+
+        if gate == "split":
+            both = branch(mod.branch)
+            want = F.glu(both, dim=1)
+            value = both[:, : both.shape[1] // 2]
+        else:
+            value, gate_in = branch(mod.branch_a), branch(mod.branch_b)
+            want = value * torch.sigmoid(gate_in)
+        assert out.shape[2:] == tuple(2 * s for s in inp.shape[2:])
+        torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(out, value * torch.sigmoid(value), atol=1e-3)
+    # the paper-size layer widths: c1024 and c512 convolutions in both readings
+    paper = build_vc_model("maskcyclegan_vc", use_d2=False, upsample_gate=gate).g_ab
+    widths = [c.out_channels for c in paper.up.modules() if isinstance(c, nn.Conv2d)]
+    assert widths == ([1024, 512] if gate == "split" else [1024, 1024, 512, 512])
 
 
 @pytest.mark.parametrize("base", [SIZES["small"].d_base_channels, 8])

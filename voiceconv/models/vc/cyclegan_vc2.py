@@ -12,8 +12,8 @@ Generator ``Generator212``::
     reshape (256 * h/4, w/4) -> Conv1d k1 c256, IN                 2D -> 1D
     6 x residual block: Conv1d k3 c512 IN GLU -> Conv1d k3 c256 IN -> sum
     Conv1d k1 c(256 * h/4), IN -> reshape (256, h/4, w/4)          1D -> 2D
-    Upsample2d k5 c1024 -> PixelShuffle(2) -> IN -> GLU   (256 out)
-    Upsample2d k5 c512  -> PixelShuffle(2) -> IN -> GLU   (128 out)
+    Upsample2d k5 c1024 -> PixelShuffle(2) -> IN -> GLU   (128 out; 256 with gate "conv")
+    Upsample2d k5 c512  -> PixelShuffle(2) -> IN -> GLU   (64 out; 128 with gate "conv")
     Conv2d k(5,15) c1                                              (no norm, linear output)
 
 Discriminator ``PatchDiscriminator2D``::
@@ -27,6 +27,23 @@ Sizes: ``"paper"`` is the figure's widths (base 128, residual 256 with 512 hidde
 6 residual blocks — CycleGAN-VC2 Fig. 4, kept unchanged by MaskCycleGAN-VC, which
 "uses the CycleGAN-VC2 generator"); ``"small"`` divides every width by 4 for CPU
 demos and tests (about 1/16 of the parameters).
+
+The upsampling GLU (``upsample_gate``): the figure lists each convolution's width
+and a "GLU" after it. For the input, downsampling and residual layers we read the
+width as the value's and give the gate its own convolution of the same width (as
+the public implementations do). For the two upsampling entries ("c1024 ->
+PixelShuffler -> IN -> GLU", "c512 -> ...") the default ``"split"`` reads the listed
+convolution as holding value AND gate, split in halves after the shuffle
+(Dauphin et al.'s GLU, :func:`torch.nn.functional.glu`): 256 -> c1024 -> 128 and
+128 -> c512 -> 64 channels. Its convolutions are exactly those of the public
+MaskCycleGAN-VC implementation (which gates ``x * sigmoid(x)`` there instead — not a
+GLU — and so keeps 256 and 128 channels), so the paper-size generator costs
+1.25 TFLOP per minute of audio (22.05 kHz, hop 256) instead of 2.60 TFLOP with
+``"conv"`` (a separate c1024 / c512 gate convolution, twice the upsampling cost;
+our default before 2026-11-25, kept for those checkpoints). Upsampling is 78 % of the
+generator's multiply-adds with ``"conv"``; ``"split"`` is what makes paper-size
+conversion faster than 10x real time on two CPU cores possible
+(``scripts/bench_convert.py``).
 
 Deviations, and why:
 
@@ -52,6 +69,7 @@ from torch import Tensor, nn
 from voiceconv.errors import ConfigError
 from voiceconv.models.base import SavableModule
 from voiceconv.models.blocks import (
+    GATES,
     ConvNormAct,
     GatedConv,
     GatedUpsample,
@@ -127,11 +145,14 @@ class Generator212(SavableModule):
         residual_hidden: int = 512,
         n_residual: int = 6,
         norm: NormKind | str = "instance",
+        upsample_gate: str = "split",
     ) -> None:
         super().__init__()
         self.save_hparams(n_mels=n_mels, in_channels=in_channels, base_channels=base_channels,
                           residual_channels=residual_channels, residual_hidden=residual_hidden,
-                          n_residual=n_residual, norm=norm)
+                          n_residual=n_residual, norm=norm, upsample_gate=upsample_gate)
+        if upsample_gate not in GATES:
+            raise ConfigError(f"Generator212: upsample_gate must be one of {GATES}, got {upsample_gate!r}")
         if n_mels % DOWNSAMPLE_FACTOR:
             raise ConfigError(f"Generator212: n_mels must be a multiple of {DOWNSAMPLE_FACTOR}, got {n_mels}")
         if in_channels not in (1, 2):
@@ -155,11 +176,15 @@ class Generator212(SavableModule):
         ])
         self.to_2d = ConvNormAct(residual_channels, self.flat_channels, 1, dim=1, norm=norm,
                                  act="none")
+        # "split": the listed widths 4 * wide (c1024) and 4 * base (c512) hold value and gate
+        up1, up2 = (wide, base_channels) if upsample_gate == "conv" else (wide // 2, base_channels // 2)
+        if min(up1, up2) < 1:
+            raise ConfigError(f"Generator212: base_channels {base_channels} too small for upsample_gate='split'")
         self.up = nn.Sequential(
-            GatedUpsample(wide, wide, 5, upscale_factor=2, dim=2, norm=norm),
-            GatedUpsample(wide, base_channels, 5, upscale_factor=2, dim=2, norm=norm),
+            GatedUpsample(wide, up1, 5, upscale_factor=2, dim=2, norm=norm, gate=upsample_gate),
+            GatedUpsample(up1, up2, 5, upscale_factor=2, dim=2, norm=norm, gate=upsample_gate),
         )
-        self.conv_out = conv_layer(base_channels, 1, (5, 15), dim=2)
+        self.conv_out = conv_layer(up2, 1, (5, 15), dim=2)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Convert ``x`` ``(B, n_mels, T)``; ``mask`` (same shape, 1 = keep) only with 2 input channels."""
@@ -239,6 +264,7 @@ class CycleGANVC2(CycleGAN):
         lambda_identity: float = 5.0,
         identity_steps: int | None = 10000,
         pool_size: int = 0,
+        upsample_gate: str = "split",
     ) -> None:
         widths = resolve_size(size, base_channels=base_channels,
                               residual_channels=residual_channels,
@@ -248,7 +274,7 @@ class CycleGANVC2(CycleGAN):
         def generator() -> Generator212:
             return Generator212(n_mels, self.generator_in_channels, widths.base_channels,
                                 widths.residual_channels, widths.residual_hidden,
-                                widths.n_residual, norm)
+                                widths.n_residual, norm, upsample_gate)
 
         def discriminator() -> PatchDiscriminator2D:
             return PatchDiscriminator2D(widths.d_base_channels, norm)
@@ -265,7 +291,7 @@ class CycleGANVC2(CycleGAN):
             residual_channels=residual_channels, residual_hidden=residual_hidden,
             n_residual=n_residual, d_base_channels=d_base_channels, norm=norm, use_d2=use_d2,
             gan_mode=gan_mode, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
-            identity_steps=identity_steps, pool_size=pool_size,
+            identity_steps=identity_steps, pool_size=pool_size, upsample_gate=upsample_gate,
         )
 
 

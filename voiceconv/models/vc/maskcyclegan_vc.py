@@ -98,6 +98,7 @@ class MaskCycleGANVC(CycleGANVC2):
         lambda_identity: float = 5.0,
         identity_steps: int | None = 10000,
         pool_size: int = 0,
+        upsample_gate: str = "split",
         max_mask_frames: int | None = PAPER_MAX_MASK_FRAMES,
         max_mask_fraction: float | None = None,
     ) -> None:
@@ -114,7 +115,7 @@ class MaskCycleGANVC(CycleGANVC2):
             residual_channels=residual_channels, residual_hidden=residual_hidden,
             n_residual=n_residual, d_base_channels=d_base_channels, norm=norm, use_d2=use_d2,
             gan_mode=gan_mode, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
-            identity_steps=identity_steps, pool_size=pool_size,
+            identity_steps=identity_steps, pool_size=pool_size, upsample_gate=upsample_gate,
         )
         self.max_mask_frames = max_mask_frames
         self.max_mask_fraction = max_mask_fraction
