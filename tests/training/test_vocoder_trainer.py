@@ -97,57 +97,41 @@ def test_segments_are_aligned_with_their_frames():
         torch.testing.assert_close(m, full[:, t0 : t0 + m.shape[-1]])
 
 
-def test_sources_are_computed_per_utterance_and_cut_like_the_audio():
-    """With a ``source_fn`` each batch carries the source segment at the audio's offset."""
-    hop = MEL.hop_length
-
-    def ramp(mel: torch.Tensor) -> torch.Tensor:  # a source whose value is its sample index
-        return torch.arange(mel.shape[-1] * hop, dtype=torch.float32)
-
-    waves = _waves(2, seconds=0.3)
-    sampler = SegmentSampler(waves, MEL, SEGMENT, batch_size=4, seed=3, source_fn=ramp)
-    wav, mel, src = sampler.next_batch()
-    assert src.shape == wav.shape == (4, SEGMENT)
-    for w, s in zip(wav, src, strict=True):
-        start = int(s[0])
-        assert start % hop == 0
-        torch.testing.assert_close(s, start + torch.arange(SEGMENT, dtype=torch.float32))
-        assert any(np.array_equal(np.pad(x, (0, SEGMENT))[start : start + SEGMENT], w.numpy()) for x in waves)
-    with pytest.raises(ConfigError, match="source_fn gave"):
-        SegmentSampler(waves, MEL, SEGMENT, batch_size=1, source_fn=lambda m: torch.zeros(3))
-
-
-def test_griffinlim_source_generator_trains_with_the_stft_loss(tmp_path):
-    """A generator with a Griffin-Lim source needs sources from the sampler; before the
-    discriminators start its step is SGD on 45 mel L1 + lambda_stft x the STFT loss."""
+def test_griffinlim_source_generator_trains_with_stft_and_magnitude_losses(tmp_path):
+    """Before the discriminators start, a Griffin-Lim-source generator's step is SGD on
+    45 mel L1 + lambda_stft x STFT loss + lambda_magnitude x the magnitude net's loss,
+    with the source made from the segment's predicted magnitude (no gradient)."""
     from voiceconv.vocoders.discriminators import MultiResolutionSTFTLoss
+    from voiceconv.vocoders.magnitude import magnitude_loss, stft_magnitude
 
     seed_everything(0)
     gen = HiFiGANGenerator(MEL.to_dict(), **G_KW, source="griffinlim", source_iters=4)
     settings = VocoderSettings(max_steps=1, segment_size=SEGMENT, batch_size=2, disc_start_step=5,
-                               lambda_stft=3.0, progress=False, log_every=0, audio_every=0)
-    plain = SegmentSampler(_waves(), MEL, SEGMENT, 2)
-    with pytest.raises(ConfigError, match="source"):
-        VocoderTrainer(gen, MultiPeriodDiscriminator(**MPD_KW), MultiScaleDiscriminator(**MSD_KW),
-                       plain, settings, tmp_path / "refused")
-    sampler = SegmentSampler(_waves(), MEL, SEGMENT, 2, source_fn=gen.make_source)
+                               lambda_stft=3.0, lambda_magnitude=2.0, progress=False, log_every=0,
+                               audio_every=0)
+    sampler = SegmentSampler(_waves(), MEL, SEGMENT, 2)
     trainer = VocoderTrainer(gen, MultiPeriodDiscriminator(**MPD_KW), MultiScaleDiscriminator(**MSD_KW),
                              sampler, settings, tmp_path / "run", make_opt_g=_sgd, make_opt_d=_sgd)
     ref = copy.deepcopy(trainer.generator)
-    wav, mel, src = copy.deepcopy(trainer.sampler).next_batch()
-    # the source of a segment is the whole utterance's Griffin-Lim output, not the segment's
-    assert not torch.allclose(src, ref.make_source(mel), atol=1e-4)
+    wav, mel = copy.deepcopy(trainer.sampler).next_batch()
     logs = trainer.train_step()
+
+    log_mag = ref.magnitude_net(mel)
+    source = ref.make_source(mel, log_mag.detach())
+    fake = ref(mel, source)
     loss_front = LogMel(MelConfig(**{**MEL.to_dict(), "fmax": None}))
-    fake = ref(mel, src)
     stft = MultiResolutionSTFTLoss()(wav, fake)
-    loss = 45.0 * (loss_front(wav) - loss_front(fake)).abs().mean() + 3.0 * stft
+    mag = magnitude_loss(log_mag, stft_magnitude(wav, MEL), edge_frames=MEL.n_fft // (2 * MEL.hop_length))
+    loss = 45.0 * (loss_front(wav) - loss_front(fake)).abs().mean() + 3.0 * stft + 2.0 * mag
     assert float(logs["stft"]) == pytest.approx(float(stft.detach()), rel=1e-5)
+    assert float(logs["magnitude"]) == pytest.approx(float(mag.detach()), rel=1e-5)
     assert float(logs["g_total"]) == pytest.approx(float(loss.detach()), rel=1e-5)
     opt = _sgd(ref.parameters())
     loss.backward()
     opt.step()
     torch.testing.assert_close(_flat(trainer.generator), _flat(ref), rtol=1e-4, atol=1e-6)
+    # the magnitude net learned (its last layer starts at zero)
+    assert trainer.generator.magnitude_net.conv_out.weight.abs().sum() > 0
 
 
 def test_short_waveforms_are_padded_to_one_segment():

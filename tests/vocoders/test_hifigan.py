@@ -271,6 +271,7 @@ def _gl_generator() -> HiFiGANGenerator:
 
 
 def test_griffinlim_source_generator_starts_at_griffinlim():
+    """Untrained, the magnitude net is the NNLS inversion and the output is Griffin-Lim's."""
     from voiceconv.vocoders.griffinlim import GriffinLim
 
     g = _gl_generator().eval()
@@ -288,6 +289,7 @@ def test_griffinlim_source_generator_starts_at_griffinlim():
     g.train()
     g(mel, gl).pow(2).sum().backward()
     assert all(c.weight.grad is not None and c.weight.grad.abs().sum() > 0 for c in g.source_convs)
+    assert g.conv_post.parametrizations.weight.original1.grad.abs().sum() > 0
 
 
 def test_griffinlim_source_settings_and_shapes_are_checked():

@@ -113,11 +113,7 @@ def run(cfg: DictConfig) -> Any:
     settings = VocoderSettings.from_mapping(OmegaConf.to_container(cfg.trainer, resolve=True),
                                             seed=int(cfg.seed))
     generator = instantiate(cfg.model.generator, mel_config=mel_cfg.to_dict())
-    source_fn = generator.make_source if getattr(generator, "source", None) is not None else None
-    if source_fn is not None:
-        print(f"{PROG}: {generator.source} sources of {len(waves)} training files (once)", flush=True)
-    sampler = SegmentSampler(waves, mel_cfg, settings.segment_size, settings.batch_size, seed=int(cfg.seed),
-                             source_fn=source_fn)
+    sampler = SegmentSampler(waves, mel_cfg, settings.segment_size, settings.batch_size, seed=int(cfg.seed))
     example = None
     if data.get("example", True):
         ex_path = held[0] if held else train_files[0]

@@ -45,9 +45,13 @@ Deviations from the reference implementation, and why:
   loss (spectral convergence + log magnitude, three resolutions) to the generator's
   loss; the CPU configuration uses it because it targets the spectral fine structure
   directly and speeds up short runs.
-* A generator with a source (``HiFiGANGenerator(source="griffinlim")``) gets it from
-  the sampler (``SegmentSampler(source_fn=generator.make_source)``), computed once per
-  whole training utterance as at inference.
+* A generator with a Griffin-Lim source (``HiFiGANGenerator(source="griffinlim")``):
+  its magnitude net is trained on ``lambda_magnitude`` x
+  :func:`~voiceconv.vocoders.magnitude.magnitude_loss` against the segment's STFT
+  magnitude (the two frames at each end, where the segment's STFT lacks the
+  utterance's context, left out), and the source is Griffin-Lim on the segment's
+  predicted magnitude (no gradient). At inference Griffin-Lim runs on the whole
+  utterance, so training sees the segment edges that inference does not.
 * ``disc_start_step`` (default 0, the paper) lets a short CPU run train the generator on
   the mel loss alone first, as Parallel WaveGAN does for its first 100k steps; only the
   ``cpu_small`` trainer configuration uses it.
@@ -116,6 +120,7 @@ from voiceconv.vocoders.discriminators import (
     mel_l1_loss,
 )
 from voiceconv.vocoders.hifigan import HiFiGANGenerator
+from voiceconv.vocoders.magnitude import magnitude_loss, stft_magnitude
 
 log = logging.getLogger(__name__)
 
@@ -150,16 +155,10 @@ class SegmentSampler:
         segment_size: samples per segment; a multiple of ``hop_length``.
         batch_size: segments per batch.
         seed: seeds the private generator.
-        source_fn: for a generator that takes a source signal
-            (:meth:`~voiceconv.vocoders.hifigan.HiFiGANGenerator.make_source`):
-            ``log_mel (n_mels, T) -> source (T * hop,)``, computed once per whole
-            utterance here, as at inference; batches then carry the matching source
-            segments as a third tensor.
     """
 
     def __init__(self, waveforms: Sequence[np.ndarray | Tensor], mel_config: MelConfig,
-                 segment_size: int, batch_size: int, seed: int = 0,
-                 source_fn: Callable[[Tensor], Tensor] | None = None) -> None:
+                 segment_size: int, batch_size: int, seed: int = 0) -> None:
         hop = mel_config.hop_length
         if segment_size <= 0 or segment_size % hop:
             raise ConfigError(
@@ -187,35 +186,21 @@ class SegmentSampler:
                 x = nn.functional.pad(x, (0, max(0, n_frames * hop - x.numel())))[: n_frames * hop]
                 self.audio.append(x.clone())
                 self.mels.append(mel.clone())
-        self.sources: list[Tensor] | None = None
-        if source_fn is not None:
-            started = time.perf_counter()
-            with torch.inference_mode():
-                self.sources = [source_fn(mel).reshape(-1).float().clone() for mel in self.mels]
-            for src, x in zip(self.sources, self.audio, strict=True):
-                if src.numel() != x.numel():
-                    raise ConfigError(f"SegmentSampler: source_fn gave {src.numel()} samples for {x.numel()}")
-            log.info("sources of %d utterances in %.1f s", len(self.sources), time.perf_counter() - started)
         self.generator = torch.Generator().manual_seed(self.seed)
 
     def __len__(self) -> int:
         return len(self.audio)
 
-    def next_batch(self) -> tuple[Tensor, ...]:
-        """``(audio (B, segment_size), log_mel (B, n_mels, segment_size / hop))``, plus
-        ``source (B, segment_size)`` when the sampler was built with a ``source_fn``."""
+    def next_batch(self) -> tuple[Tensor, Tensor]:
+        """``(audio (B, segment_size), log_mel (B, n_mels, segment_size / hop))``."""
         hop, frames = self.mel_config.hop_length, self.segment_frames
         idx = torch.randint(len(self.audio), (self.batch_size,), generator=self.generator)
-        wavs, mels, srcs = [], [], []
+        wavs, mels = [], []
         for i in idx.tolist():
             mel = self.mels[i]
             t0 = int(torch.randint(mel.shape[-1] - frames + 1, (1,), generator=self.generator))
             mels.append(mel[:, t0 : t0 + frames])
             wavs.append(self.audio[i][t0 * hop : t0 * hop + self.segment_size])
-            if self.sources is not None:
-                srcs.append(self.sources[i][t0 * hop : t0 * hop + self.segment_size])
-        if self.sources is not None:
-            return torch.stack(wavs), torch.stack(mels), torch.stack(srcs)
         return torch.stack(wavs), torch.stack(mels)
 
     def state_dict(self) -> dict[str, Any]:
@@ -241,7 +226,9 @@ class VocoderSettings:
     ``lr_decay_every=None``: one "epoch" (see the module docstring). ``loss_fmax``:
     the mel loss's upper band edge (``None`` = Nyquist). ``lambda_stft``: weight of
     Parallel WaveGAN's multi-resolution STFT loss added to the generator's (paper: 0,
-    not a HiFi-GAN term). ``disc_start_step``: steps
+    not a HiFi-GAN term). ``lambda_magnitude``: weight of the magnitude net's loss
+    (:func:`~voiceconv.vocoders.magnitude.magnitude_loss`) for a generator with a
+    Griffin-Lim source; no effect otherwise. ``disc_start_step``: steps
     trained on the mel loss alone before the discriminators and the adversarial and
     feature-matching terms join (paper: 0; a deviation used only by the CPU recipe, see
     :class:`VocoderTrainer`). ``audio_every``: TensorBoard
@@ -256,6 +243,7 @@ class VocoderSettings:
     lambda_fm: float = 2.0
     lambda_mel: float = 45.0
     lambda_stft: float = 0.0
+    lambda_magnitude: float = 1.0
     loss_fmax: float | None = None
     disc_start_step: int = 0
     precision: str = "fp32"
@@ -277,8 +265,9 @@ class VocoderSettings:
             raise ConfigError(f"trainer.lr_decay must be in (0, 1], got {self.lr_decay}")
         if self.disc_start_step < 0:
             raise ConfigError(f"trainer.disc_start_step must be >= 0, got {self.disc_start_step}")
-        if self.lambda_stft < 0:
-            raise ConfigError(f"trainer.lambda_stft must be >= 0, got {self.lambda_stft}")
+        if self.lambda_stft < 0 or self.lambda_magnitude < 0:
+            raise ConfigError(f"trainer.lambda_stft and lambda_magnitude must be >= 0, got"
+                              f" {self.lambda_stft} and {self.lambda_magnitude}")
         if self.lr_decay_every is not None and self.lr_decay_every < 1:
             raise ConfigError(f"trainer.lr_decay_every must be >= 1 or null, got {self.lr_decay_every}")
 
@@ -355,11 +344,6 @@ class VocoderTrainer:
             raise ConfigError(
                 f"sampler draws {sampler.batch_size} x {sampler.segment_size} samples but the settings"
                 f" say {settings.batch_size} x {settings.segment_size}"
-            )
-        if getattr(generator, "source", None) is not None and sampler.sources is None:
-            raise ConfigError(
-                f"the generator takes a {generator.source} source: build the SegmentSampler with"
-                " source_fn=generator.make_source (one source per whole utterance)"
             )
         self.sampler = sampler
         self.generator = generator.to(self.device)
@@ -488,11 +472,18 @@ class VocoderTrainer:
         Before ``disc_start_step`` only the generator trains, on ``lambda_mel * L_mel``.
         """
         s = self.settings
-        wav, mel, *source = (t.to(self.device, non_blocking=True) for t in self.sampler.next_batch())
+        wav, mel = (t.to(self.device, non_blocking=True) for t in self.sampler.next_batch())
+        zero = wav.new_zeros(())
+        magnitude_net = getattr(self.generator, "magnitude_net", None)
+        mag_loss, source = zero, None
+        if magnitude_net is not None:  # Griffin-Lim source: learned magnitude, its own loss
+            log_mag = magnitude_net(mel)
+            edge = self.mel_config.n_fft // (2 * self.mel_config.hop_length)
+            mag_loss = magnitude_loss(log_mag, stft_magnitude(wav, self.mel_config), edge_frames=edge)
+            source = self.generator.make_source(mel, log_mag.detach())
         with self._autocast():
-            fake = self.generator(mel, *source)
+            fake = self.generator(mel) if source is None else self.generator(mel, source)
         fake = fake.float()
-        zero = fake.new_zeros(())
         adversarial = self.step >= s.disc_start_step
 
         # 1. discriminators on real vs detached fake
@@ -518,7 +509,8 @@ class VocoderTrainer:
                 fm = {name: feature_matching_loss([[x.detach() for x in m] for m in rf], ff)
                       for name, (_, _, rf, ff) in judged.items()}
             g_loss = (adv["mpd"] + adv["msd"] + s.lambda_fm * (fm["mpd"] + fm["msd"])
-                      + s.lambda_mel * mel_loss + s.lambda_stft * stft_loss)
+                      + s.lambda_mel * mel_loss + s.lambda_stft * stft_loss
+                      + s.lambda_magnitude * mag_loss)
             self._check_finite({"generator": g_loss})
             self.opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
@@ -534,7 +526,7 @@ class VocoderTrainer:
         return {
             "g_total": g_loss.detach(), "g_adv_mpd": adv["mpd"].detach(), "g_adv_msd": adv["msd"].detach(),
             "fm_mpd": fm["mpd"].detach(), "fm_msd": fm["msd"].detach(), "mel_l1": mel_loss.detach(),
-            "stft": stft_loss.detach(),
+            "stft": stft_loss.detach(), "magnitude": mag_loss.detach(),
             "d_total": d_loss.detach(), "d_mpd": d_losses["mpd"].detach(), "d_msd": d_losses["msd"].detach(),
         }
 

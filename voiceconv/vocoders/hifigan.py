@@ -19,19 +19,20 @@ Every convolution carries weight normalisation
 folds it into plain weights for inference without changing the output.
 
 Griffin-Lim source (``source="griffinlim"``, our addition, not in the paper): the
-generator also receives the Griffin-Lim reconstruction ``s`` of its input mel
-(:class:`~voiceconv.vocoders.griffinlim.GriffinLim`, ``source_iters`` iterations,
-fixed seed) and (a) adds a strided convolution of ``s`` to the features after every
-upsampling layer, the way NSF-HiFiGAN injects its sine source (Wang et al., neural
-source-filter models), and (b) outputs ``s + conv_post(...)`` instead of
-``tanh(conv_post(...))``, with ``conv_post`` initialised 100x smaller and a zero bias,
-so an untrained generator already returns (almost exactly) the Griffin-Lim waveform
-and training learns the correction. Why: on a CPU budget (tens of minutes) a
-HiFi-GAN trained from scratch is far from Griffin-Lim on held-out spectral
-convergence and MCD (``recipes/vocoder_hifigan/README.md``: 0.74 vs 0.19 after 8000
-steps), while this one starts at Griffin-Lim and improves on it. It costs a Griffin-Lim
-run per call at inference. The trainer precomputes the source once per training
-utterance (whole utterance, as at inference) rather than per segment.
+generator also owns a :class:`~voiceconv.vocoders.magnitude.MagnitudeNet` (log-mel ->
+log linear magnitude: NNLS inversion + a learned residual) and runs fast Griffin-Lim
+(``source_iters`` iterations, fixed seed, no gradient) on its magnitude. That waveform
+``s`` is (a) added through a strided convolution to the features after every upsampling
+layer, the way NSF-HiFiGAN injects its sine source (Wang et al., neural source-filter
+models), and (b) the base of the output, ``s + conv_post(...)`` instead of
+``tanh(conv_post(...))``, with ``conv_post`` initialised 100x smaller and a zero bias.
+An untrained generator therefore returns (almost exactly) Griffin-Lim with NNLS
+magnitudes, i.e. :class:`~voiceconv.vocoders.griffinlim.GriffinLim`; training teaches
+the magnitude net the speakers' fine structure (its own loss, see the trainer) and the
+HiFi-GAN path the remaining correction. Why: on a CPU budget (tens of minutes) a
+HiFi-GAN trained from scratch stays far from Griffin-Lim on held-out spectral
+convergence and MCD (``recipes/vocoder_hifigan/README.md``), while this one starts at
+Griffin-Lim and improves on it. Cost: a Griffin-Lim run per call.
 
 Frame / sample alignment: frame ``t`` of the mel produces samples
 ``[t * hop, (t + 1) * hop)``. With :class:`~voiceconv.audio.mel.LogMel`'s centred
@@ -82,7 +83,8 @@ from torch.nn.utils.parametrizations import weight_norm
 from voiceconv.audio.mel import MelConfig
 from voiceconv.errors import ConfigError
 from voiceconv.models.base import SavableModule
-from voiceconv.vocoders.griffinlim import GriffinLim
+from voiceconv.vocoders.griffinlim import fast_griffin_lim
+from voiceconv.vocoders.magnitude import MagnitudeNet
 
 #: negative slope of the LeakyReLUs inside the generator and discriminators (paper: 0.1)
 LRELU_SLOPE = 0.1
@@ -257,9 +259,10 @@ class HiFiGANGenerator(SavableModule):
         self.conv_post = weight_norm(nn.Conv1d(ch // 2 ** len(rates), 1, 7, 1, padding=3))
         self.source = source
         self.source_convs = nn.ModuleList()
-        self.griffinlim: GriffinLim | None = None
+        self.magnitude_net: MagnitudeNet | None = None
+        self.source_iters = int(source_iters)
         if source == "griffinlim":
-            self.griffinlim = GriffinLim(cfg, n_iter=int(source_iters), seed=0)
+            self.magnitude_net = MagnitudeNet(cfg)
             for i in range(len(rates)):
                 stride = math.prod(rates[i + 1 :])  # source samples per feature step of stage i
                 kernel = 2 * stride if stride > 1 else 1
@@ -279,13 +282,22 @@ class HiFiGANGenerator(SavableModule):
         return self._mel_config.hop_length
 
     @torch.no_grad()
-    def make_source(self, log_mel: Tensor) -> Tensor:
-        """The Griffin-Lim source ``(B, T * hop_length)`` (or 1-D) of log-mels; needs ``source``."""
-        if self.griffinlim is None:
+    def make_source(self, log_mel: Tensor, log_magnitude: Tensor | None = None) -> Tensor:
+        """The Griffin-Lim source ``(B, T * hop_length)`` of log-mels ``(B, n_mels, T)``.
+
+        ``log_magnitude``: the magnitude net's output for ``log_mel`` if already computed.
+        Needs ``source="griffinlim"``.
+        """
+        if self.magnitude_net is None:
             raise ConfigError("HiFiGANGenerator: this generator takes no source (source=None)")
-        frames = log_mel.shape[-1]
+        cfg = self._mel_config
         with torch.autocast(log_mel.device.type, enabled=False):  # NNLS and the FFTs in fp32
-            return self.griffinlim(log_mel.float(), length=frames * self.hop_length)
+            if log_magnitude is None:
+                log_magnitude = self.magnitude_net(log_mel.float())
+            gen = torch.Generator(device=log_mel.device).manual_seed(0)
+            return fast_griffin_lim(torch.exp(log_magnitude.float()), cfg.n_fft, cfg.hop_length, cfg.win_length,
+                                    self.source_iters, 0.99, length=log_mel.shape[-1] * cfg.hop_length,
+                                    generator=gen)
 
     def forward(self, log_mel: Tensor, source: Tensor | None = None) -> Tensor:
         """Waveform ``(B, T * hop_length)`` (or ``(T * hop_length,)``) from log-mels.
@@ -302,7 +314,7 @@ class HiFiGANGenerator(SavableModule):
             )
         n_samples = x.shape[-1] * self.hop_length
         src: Tensor | None = None
-        if self.griffinlim is not None:
+        if self.magnitude_net is not None:
             src = self.make_source(x) if source is None else source.reshape(x.shape[0], -1)
             if src.shape[-1] != n_samples:
                 raise ConfigError(f"HiFiGANGenerator: source has {src.shape[-1]} samples, expected {n_samples}")
