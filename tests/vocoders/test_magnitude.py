@@ -20,13 +20,13 @@ torch.set_num_threads(1)
 MEL = MelConfig(sample_rate=8000, n_fft=256, win_length=256, hop_length=64, n_mels=16, fmax=4000.0)
 
 
-def _tones(n: int = 4, seconds: float = 0.5, seed: int = 0, base: float = 150.0) -> torch.Tensor:
-    """Harmonic tones of different pitch (sharp spectral lines the mel smears)."""
+def _tones(n: int = 4, seconds: float = 0.5, seed: int = 0) -> torch.Tensor:
+    """Harmonic tones of random pitch in 120-300 Hz (sharp spectral lines the mel smears)."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * MEL.sample_rate)) / MEL.sample_rate
     rows = []
-    for i in range(n):
-        f0 = base + 37.0 * i
+    for _ in range(n):
+        f0 = rng.uniform(120.0, 300.0)
         x = sum(np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6)) / h for h in range(1, 12))
         rows.append(0.3 * x / np.abs(x).max())
     return torch.tensor(np.stack(rows), dtype=torch.float32)
@@ -80,11 +80,11 @@ def test_training_beats_nnls_on_held_out_tones():
     convergence drops well below the NNLS inversion's (which smears the lines)."""
     torch.manual_seed(0)
     front = LogMel(MEL)
-    train, held = _tones(6, seed=1), _tones(2, seed=2, base=168.0)[:, :2000] * 0.8  # unseen pitches
+    train, held = _tones(32, seed=1), _tones(4, seed=2)[:, :2000] * 0.8  # pitches not trained on
     net = MagnitudeNet(MEL, channels=32, dilations=(1, 2, 4))
     opt = torch.optim.Adam(net.parameters(), 1e-3)
     mel, target = front(train), stft_magnitude(train, MEL)
-    for _ in range(300):
+    for _ in range(250):
         loss = magnitude_loss(net(mel), target)
         opt.zero_grad()
         loss.backward()
@@ -93,4 +93,4 @@ def test_training_beats_nnls_on_held_out_tones():
         hmel, htarget = front(held), stft_magnitude(held, MEL)
         learned = float(spectral_convergence(htarget, torch.exp(net(hmel))).mean())
         nnls = float(spectral_convergence(htarget, torch.exp(net.nnls_log_magnitude(hmel))).mean())
-    assert learned < 0.7 * nnls, (learned, nnls)
+    assert learned < 0.5 * nnls, (learned, nnls)
