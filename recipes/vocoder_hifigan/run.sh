@@ -2,8 +2,8 @@
 # HiFi-GAN vocoder recipe: flite corpus -> train -> compare with Griffin-Lim on held-out files.
 #
 #   recipes/vocoder_hifigan/run.sh [--stage N] [--stop-stage N] [--data DIR] [--out DIR]
-#                                  [--model hifigan_small] [--trainer cpu_small] [--steps N]
-#                                  [--holdout N] [--g-lr 1e-3] [--gl-iters "32 100"]
+#                                  [--model hifigan_gl_small] [--trainer cpu_gl] [--steps N]
+#                                  [--holdout N] [--g-lr 1e-4] [--gl-iters "32 100"]
 #                                  [-- extra Hydra overrides]
 #
 #   stage 0  render rms + slt with flite (voiceconv-render-corpus; skipped files already there)
@@ -11,8 +11,11 @@
 #   stage 2  resynthesise the held-out files with the vocoder and with Griffin-Lim and score
 #            both (scripts/eval_vocoder.py -> OUT/eval/results.{json,md})
 #
-# The defaults are the measured CPU run of README.md (generator lr 1e-3 instead of the paper's
-# 2e-4: 2-3x faster progress of the mel loss in a short run). A paper-style GPU run:
+# The defaults are the measured CPU run of README.md: HiFi-GAN with a Griffin-Lim source and a
+# learned magnitude net (hifigan_gl_small), 5000 steps on one core, generator lr 1e-4 (3e-4 and
+# 1e-3 made the magnitude net diverge). The earlier from-scratch CPU run:
+#   run.sh --model hifigan_small --trainer cpu_small --g-lr 1e-3 --steps 8000
+# A paper-style GPU run:
 #   run.sh --model hifigan_v2 --trainer default --g-lr 2e-4 --steps 500000 -- trainer.device=cuda
 set -euo pipefail
 
@@ -23,12 +26,12 @@ py="${PYTHON:-$repo/.venv/bin/python}"
 stage=0
 stop_stage=2
 data="$repo/runs/vocoder_hifigan/flite"
-out="$repo/runs/vocoder_hifigan/hifigan_small"
-model=hifigan_small
-trainer=cpu_small
-steps=8000
+out="$repo/runs/vocoder_hifigan/hifigan_gl_small"
+model=hifigan_gl_small
+trainer=cpu_gl
+steps=5000
 holdout=10
-g_lr=1e-3
+g_lr=1e-4
 gl_iters="32"
 extra=()
 
@@ -45,7 +48,7 @@ while [[ $# -gt 0 ]]; do
     --g-lr) g_lr="$2"; shift 2 ;;
     --gl-iters) gl_iters="$2"; shift 2 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done

@@ -357,10 +357,10 @@ def test_foreign_file_is_not_a_vocoder_checkpoint(tmp_path):
 # --------------------------------------------------------------------------- command line
 
 
-def _tiny_overrides(dirs, out_dir, steps):
+def _tiny_overrides(dirs, out_dir, steps, model="hifigan_small"):
     return [
         f"data.dirs=[{','.join(str(d) for d in dirs)}]", f"out_dir={out_dir}", "data.holdout=1",
-        "data.trim_top_db=null", "model=hifigan_small", "trainer=debug", f"trainer.max_steps={steps}",
+        "data.trim_top_db=null", f"model={model}", "trainer=debug", f"trainer.max_steps={steps}",
         "trainer.segment_size=512", "trainer.threads=1",
         "mel.sample_rate=8000", "mel.n_fft=256", "mel.win_length=256", "mel.hop_length=64",
         "mel.n_mels=16", "mel.fmax=4000.0",
@@ -371,8 +371,44 @@ def _tiny_overrides(dirs, out_dir, steps):
     ]
 
 
+def _vocoder_conf_options(group: str) -> list[str]:
+    from voiceconv.cli.train import conf_dir
+
+    return sorted(p.stem for p in (conf_dir() / "vocoder" / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("trainer", _vocoder_conf_options("trainer"))
+@pytest.mark.parametrize("model", _vocoder_conf_options("model"))
+def test_every_vocoder_config_composes_builds_and_vocodes(tmp_path, model, trainer):
+    """Each shipped model x trainer composes; the networks build at the default MelConfig,
+    the generator turns 4 frames into 4 hops of samples and both discriminators judge them."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from voiceconv.cli.train import conf_dir
+
+    conf = conf_dir()
+    with initialize_config_dir(str(conf / "vocoder"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"model={model}", f"trainer={trainer}", f"out_dir={tmp_path}",
+                                           f"data.dirs=[{tmp_path}]", f"hydra.searchpath=[file://{conf}]"])
+    settings = VocoderSettings.from_mapping(OmegaConf.to_container(cfg.trainer, resolve=True))
+    assert settings.segment_size % cfg.mel.hop_length == 0
+    if trainer != "debug":  # one network build per model is enough
+        return
+    mel_cfg = MelConfig.from_dict(OmegaConf.to_container(cfg.mel, resolve=True))
+    gen = instantiate(cfg.model.generator, mel_config=mel_cfg.to_dict()).eval()
+    with torch.no_grad():
+        wav = gen(torch.randn(1, mel_cfg.n_mels, 4) - 4.0)
+        assert wav.shape == (1, 4 * mel_cfg.hop_length)
+        for disc in (instantiate(cfg.model.mpd), instantiate(cfg.model.msd)):
+            logits, _ = disc(wav)
+            assert logits and all(torch.isfinite(x).all() for x in logits)
+
+
 @pytest.mark.slow
-def test_command_line_trains_then_resumes(tmp_path):
+@pytest.mark.parametrize("model", ["hifigan_small", "hifigan_gl_small"])
+def test_command_line_trains_then_resumes(tmp_path, model):
     from hydra import compose, initialize_config_dir
 
     from voiceconv.cli.train import conf_dir
@@ -388,9 +424,9 @@ def test_command_line_trains_then_resumes(tmp_path):
     out = tmp_path / "out"
     conf = conf_dir()
     with initialize_config_dir(str(conf / "vocoder"), version_base="1.3"):
-        cfg = compose("config", overrides=[*_tiny_overrides(dirs, out, 2), f"hydra.searchpath=[file://{conf}]"])
+        cfg = compose("config", overrides=[*_tiny_overrides(dirs, out, 2, model), f"hydra.searchpath=[file://{conf}]"])
         first = run(cfg)
-        cfg = compose("config", overrides=[*_tiny_overrides(dirs, out, 3), f"hydra.searchpath=[file://{conf}]"])
+        cfg = compose("config", overrides=[*_tiny_overrides(dirs, out, 3, model), f"hydra.searchpath=[file://{conf}]"])
         second = run(cfg)
     assert first.step == 2 and second.step == 3
     held = (out / "holdout.txt").read_text().split()
