@@ -16,6 +16,10 @@ resynthesise that mel with the trained vocoder and with Griffin-Lim (each
   (:func:`voiceconv.vocoders.griffinlim.spectral_convergence`, same STFT as the mel
   front end, all bins), both signals cut to the original's length.
 
+For a generator with a Griffin-Lim source its source alone is scored too
+(``hifigan_source_only``: the learned magnitude + Griffin-Lim, without the HiFi-GAN
+path's correction), to show which part of the generator does the work.
+
 Usage::
 
     python scripts/eval_vocoder.py --run runs/voc --out runs/voc/eval
@@ -142,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         payload = torch_ckpt.get("model", torch_ckpt)  # a training checkpoint or a bare save_model payload
         mel_cfg = run_mel or MelConfig.from_dict(payload["hparams"]["mel_config"])
         vocoders = {"hifigan": load_vocoder(ckpt, mel_cfg, args.device)}
+        net = getattr(vocoders["hifigan"], "net", None)
+        if getattr(net, "source", None) is not None:
+            # the generator's Griffin-Lim source alone (learned magnitude + Griffin-Lim, without
+            # the HiFi-GAN correction): shows which part of the generator does the work
+            vocoders["hifigan_source_only"] = net.make_source
         for n in args.gl_iters:
             vocoders[f"griffinlim_{n}"] = load_vocoder(f"griffinlim:{n}", mel_cfg, args.device)
     except (VoiceconvError, OSError, KeyError) as err:
@@ -186,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in vocoders
     }
     for name in vocoders:
-        if name != "hifigan":  # on how many files the neural vocoder scores better
+        if name.startswith("griffinlim"):  # on how many files the neural vocoder scores better
             summary[name]["hifigan_better_on"] = {
                 m: sum(r["hifigan"][m] < r[name][m] for r in per_file) for m in metrics}
     result = {"vocoder": str(ckpt), "step": step, "n_files": len(per_file),
