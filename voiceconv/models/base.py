@@ -46,6 +46,13 @@ class SavableModule(nn.Module):
         cls = type(self)
         return {"class": f"{cls.__module__}.{cls.__qualname__}", "hparams": self.hparams}
 
+    @classmethod
+    def upgrade_hparams(cls, hparams: dict[str, Any]) -> dict[str, Any]:
+        """Saved hparams -> constructor arguments. A class whose constructor gained an
+        argument with a new default overrides this to give checkpoints written before
+        that argument existed the value they were built with."""
+        return hparams
+
     def num_parameters(self, trainable_only: bool = True) -> int:
         """Number of (trainable) parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
@@ -68,7 +75,7 @@ def build_from_description(desc: dict[str, Any]) -> SavableModule:
         raise CheckpointError(None, f"unknown model class {qualname!r}") from exc
     if not (isinstance(cls, type) and issubclass(cls, SavableModule)):
         raise CheckpointError(None, f"{qualname!r} is not a SavableModule")
-    return cls(**desc.get("hparams", {}))
+    return cls(**cls.upgrade_hparams(dict(desc.get("hparams", {}))))
 
 
 def save_model(model: SavableModule, path: str | os.PathLike[str]) -> None:

@@ -293,8 +293,14 @@ class VCTrainer:
                 source, f"trained on speakers {dict(state['speakers'])}, this run uses {dict(self.info.speakers)}"
             )
         desc = {k: v for k, v in state["model"].items() if k != "state_dict"}
-        if desc != self.model.describe():
-            raise CheckpointError(source, f"holds model {desc['class']} with other settings than configured")
+        mine = self.model.describe()
+        if desc["class"] != mine["class"]:
+            raise CheckpointError(source, f"holds model {desc['class']}, this run configures {mine['class']}")
+        saved = type(self.model).upgrade_hparams(dict(desc.get("hparams", {})))
+        differ = sorted(k for k in set(saved) | set(mine["hparams"]) if saved.get(k) != mine["hparams"].get(k))
+        if differ:
+            what = ", ".join(f"{k}={saved.get(k)!r} (configured {mine['hparams'].get(k)!r})" for k in differ)
+            raise CheckpointError(source, f"holds {desc['class']} with {what}; set model.<name> to resume it")
         self.model.load_state_dict(state["model"]["state_dict"])
         self.opt_g.load_state_dict(state["optimizers"]["generator"])
         self.opt_d.load_state_dict(state["optimizers"]["discriminator"])

@@ -444,3 +444,20 @@ def test_training_step_on_gpu_bf16() -> None:
     out.loss.backward()
     d_loss.backward()
     assert torch.isfinite(out.loss) and torch.isfinite(d_loss)
+
+
+def test_checkpoints_from_before_upsample_gate_load_as_conv(tmp_path):
+    """A checkpoint written before ``upsample_gate`` existed (no such hparam) was built
+    with a separate gate convolution; it loads as ``"conv"`` with identical outputs."""
+    torch.manual_seed(0)
+    old = build_vc_model("maskcyclegan_vc_small", use_d2=False, upsample_gate="conv").eval()
+    path = tmp_path / "old.pt"
+    save_model(old, path)
+    payload = torch.load(path, weights_only=True)
+    del payload["hparams"]["upsample_gate"]
+    torch.save(payload, path)
+    loaded = load_model(path).eval()
+    assert loaded.hparams["upsample_gate"] == "conv"
+    x = torch.randn(1, 80, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.convert(x, "a2b"), old.convert(x, "a2b"))

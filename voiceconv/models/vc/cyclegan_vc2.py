@@ -60,7 +60,7 @@ Deviations, and why:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -186,6 +186,11 @@ class Generator212(SavableModule):
         )
         self.conv_out = conv_layer(up2, 1, (5, 15), dim=2)
 
+    @classmethod
+    def upgrade_hparams(cls, hparams: dict[str, Any]) -> dict[str, Any]:
+        """Checkpoints from before ``upsample_gate`` existed were built with ``"conv"``."""
+        return {"upsample_gate": "conv", **hparams}
+
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Convert ``x`` ``(B, n_mels, T)``; ``mask`` (same shape, 1 = keep) only with 2 input channels."""
         img = _as_image(x, "Generator212")
@@ -293,6 +298,11 @@ class CycleGANVC2(CycleGAN):
             gan_mode=gan_mode, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
             identity_steps=identity_steps, pool_size=pool_size, upsample_gate=upsample_gate,
         )
+
+    @classmethod
+    def upgrade_hparams(cls, hparams: dict[str, Any]) -> dict[str, Any]:
+        """Checkpoints from before ``upsample_gate`` existed were built with ``"conv"``."""
+        return {"upsample_gate": "conv", **hparams}
 
 
 __all__ = [
