@@ -112,7 +112,6 @@ def run(cfg: DictConfig) -> Any:
             print(f"skipped {err}", file=sys.stderr)
     settings = VocoderSettings.from_mapping(OmegaConf.to_container(cfg.trainer, resolve=True),
                                             seed=int(cfg.seed))
-    generator = instantiate(cfg.model.generator, mel_config=mel_cfg.to_dict())
     sampler = SegmentSampler(waves, mel_cfg, settings.segment_size, settings.batch_size, seed=int(cfg.seed))
     example = None
     if data.get("example", True):
@@ -121,6 +120,7 @@ def run(cfg: DictConfig) -> Any:
         from voiceconv.audio.mel import log_mel
 
         example = (ex_wav, log_mel(ex_wav, mel_cfg))
+    generator = instantiate(cfg.model.generator, mel_config=mel_cfg.to_dict())
     mpd = instantiate(cfg.model.mpd)
     msd = instantiate(cfg.model.msd)
     device = resolve_device(cfg.trainer.get("device", "auto"))

@@ -120,7 +120,7 @@ from voiceconv.vocoders.discriminators import (
     mel_l1_loss,
 )
 from voiceconv.vocoders.hifigan import HiFiGANGenerator
-from voiceconv.vocoders.magnitude import magnitude_loss, stft_magnitude
+from voiceconv.vocoders.magnitude import linear_magnitude, magnitude_loss
 
 log = logging.getLogger(__name__)
 
@@ -479,7 +479,8 @@ class VocoderTrainer:
         if magnitude_net is not None:  # Griffin-Lim source: learned magnitude, its own loss
             log_mag = magnitude_net(mel)
             edge = self.mel_config.n_fft // (2 * self.mel_config.hop_length)
-            mag_loss = magnitude_loss(log_mag, stft_magnitude(wav, self.mel_config), edge_frames=edge)
+            # loss_mel differs from the input features only in fmax, which all-bin magnitudes ignore
+            mag_loss = magnitude_loss(log_mag, linear_magnitude(wav, self.loss_mel), edge_frames=edge)
             source = self.generator.make_source(mel, log_mag.detach())
         with self._autocast():
             fake = self.generator(mel) if source is None else self.generator(mel, source)

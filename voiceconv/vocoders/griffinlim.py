@@ -185,17 +185,22 @@ class GriffinLim(nn.Module):
         return spec_pow if power == 1.0 else spec_pow.pow(1.0 / power)
 
     @torch.no_grad()
+    def invert(self, magnitude: Tensor, length: int | None = None) -> Tensor:
+        """Fast Griffin-Lim on linear magnitudes ``(..., n_freq, T)`` -> ``(..., samples)``."""
+        cfg = self.mel_config
+        gen = None
+        if self.seed is not None:
+            gen = torch.Generator(device=magnitude.device).manual_seed(self.seed)
+        return fast_griffin_lim(
+            magnitude, cfg.n_fft, cfg.hop_length, cfg.win_length, self.n_iter,
+            self.momentum, length=length, generator=gen,
+        )
+
+    @torch.no_grad()
     def forward(self, log_mel: Tensor | np.ndarray, length: int | None = None) -> Tensor:
         x = torch.as_tensor(log_mel, device=self.fbank.device)
         squeeze = x.dim() == 2
         if squeeze:
             x = x.unsqueeze(0)
-        cfg = self.mel_config
-        gen = None
-        if self.seed is not None:
-            gen = torch.Generator(device=x.device).manual_seed(self.seed)
-        wav = fast_griffin_lim(
-            self.magnitude(x), cfg.n_fft, cfg.hop_length, cfg.win_length, self.n_iter,
-            self.momentum, length=length, generator=gen,
-        )
+        wav = self.invert(self.magnitude(x), length)
         return wav[0] if squeeze else wav

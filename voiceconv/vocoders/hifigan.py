@@ -86,7 +86,7 @@ from torch.nn.utils.parametrizations import weight_norm
 from voiceconv.audio.mel import MelConfig
 from voiceconv.errors import ConfigError
 from voiceconv.models.base import SavableModule
-from voiceconv.vocoders.griffinlim import fast_griffin_lim
+from voiceconv.vocoders.griffinlim import GriffinLim
 from voiceconv.vocoders.magnitude import MagnitudeNet
 
 #: negative slope of the LeakyReLUs inside the generator and discriminators (paper: 0.1)
@@ -263,9 +263,10 @@ class HiFiGANGenerator(SavableModule):
         self.source = source
         self.source_convs = nn.ModuleList()
         self.magnitude_net: MagnitudeNet | None = None
-        self.source_iters = int(source_iters)
+        self.griffinlim: GriffinLim | None = None
         if source == "griffinlim":
             self.magnitude_net = MagnitudeNet(cfg)
+            self.griffinlim = GriffinLim(cfg, n_iter=int(source_iters), seed=0)
             for i in range(len(rates)):
                 stride = math.prod(rates[i + 1 :])  # source samples per feature step of stage i
                 kernel = 2 * stride if stride > 1 else 1
@@ -291,16 +292,12 @@ class HiFiGANGenerator(SavableModule):
         ``log_magnitude``: the magnitude net's output for ``log_mel`` if already computed.
         Needs ``source="griffinlim"``.
         """
-        if self.magnitude_net is None:
+        if self.magnitude_net is None or self.griffinlim is None:
             raise ConfigError("HiFiGANGenerator: this generator takes no source (source=None)")
-        cfg = self._mel_config
         with torch.autocast(log_mel.device.type, enabled=False):  # NNLS and the FFTs in fp32
             if log_magnitude is None:
                 log_magnitude = self.magnitude_net(log_mel.float())
-            gen = torch.Generator(device=log_mel.device).manual_seed(0)
-            return fast_griffin_lim(torch.exp(log_magnitude.float()), cfg.n_fft, cfg.hop_length, cfg.win_length,
-                                    self.source_iters, 0.99, length=log_mel.shape[-1] * cfg.hop_length,
-                                    generator=gen)
+            return self.griffinlim.invert(torch.exp(log_magnitude.float()), log_mel.shape[-1] * self.hop_length)
 
     def forward(self, log_mel: Tensor, source: Tensor | None = None) -> Tensor:
         """Waveform ``(B, T * hop_length)`` (or ``(T * hop_length,)``) from log-mels.

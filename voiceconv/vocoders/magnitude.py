@@ -3,8 +3,8 @@
 :class:`MagnitudeNet` maps natural-log mels ``(B, n_mels, T)`` to natural-log linear STFT
 magnitudes ``(B, n_fft // 2 + 1, T)`` of the same :class:`~voiceconv.audio.mel.MelConfig`.
 It starts from the non-negative least-squares inversion that
-:class:`~voiceconv.vocoders.griffinlim.GriffinLim` uses
-(:func:`~voiceconv.vocoders.griffinlim.mel_to_magnitude`) and adds a residual predicted
+:class:`~voiceconv.vocoders.griffinlim.GriffinLim` uses (its :meth:`magnitude`, the same
+code) and adds a residual predicted
 by a stack of dilated 1-D convolutions over frames, whose last layer is zero-initialised:
 an untrained net IS the NNLS inversion. Why: the 80 mel bands lose the harmonic fine
 structure above ~1 kHz, which NNLS can only smear; a network trained on the speakers'
@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from voiceconv.audio.mel import MelConfig, mel_filterbank
+from voiceconv.audio.mel import LogMel, MelConfig
 from voiceconv.errors import ConfigError
-from voiceconv.vocoders.griffinlim import mel_to_magnitude, spectral_convergence
+from voiceconv.vocoders.griffinlim import GriffinLim, spectral_convergence
 
 #: log-magnitude floor (natural log of 1e-5, the front end's log floor)
 LOG_FLOOR = math.log(1e-5)
@@ -50,9 +50,8 @@ class MagnitudeNet(nn.Module):
         if channels < 1 or not dilations or any(int(d) < 1 for d in dilations):
             raise ConfigError(f"MagnitudeNet: bad channels {channels} or dilations {dilations!r}")
         self.mel_config = mel_config
-        self.nnls_iter = int(nnls_iter)
         self.n_freq = mel_config.n_fft // 2 + 1
-        self.register_buffer("fbank", mel_filterbank(mel_config), persistent=False)
+        self.nnls = GriffinLim(mel_config, nnls_iter=int(nnls_iter))  # for its NNLS inversion only
         self.conv_in = nn.Conv1d(mel_config.n_mels + self.n_freq, channels, 5, padding=2)
         self.blocks = nn.ModuleList(
             nn.Conv1d(channels, channels, 5, padding=2 * int(d), dilation=int(d)) for d in dilations
@@ -64,11 +63,7 @@ class MagnitudeNet(nn.Module):
     @torch.no_grad()
     def nnls_log_magnitude(self, log_mel: Tensor) -> Tensor:
         """The starting point: log of the NNLS inversion (floored at 1e-5)."""
-        mag = mel_to_magnitude(torch.exp(log_mel.float()), self.fbank, self.nnls_iter)
-        power = self.mel_config.power
-        if power != 1.0:
-            mag = mag.pow(1.0 / power)
-        return torch.log(mag.clamp_min(1e-5))
+        return torch.log(self.nnls.magnitude(log_mel).clamp_min(1e-5))
 
     def forward(self, log_mel: Tensor) -> Tensor:
         """``(B, n_freq, T)`` natural-log magnitudes for ``(B, n_mels, T)`` log-mels."""
@@ -81,11 +76,12 @@ class MagnitudeNet(nn.Module):
         return (start + self.conv_out(F.leaky_relu(h, 0.1))).clamp(LOG_FLOOR, LOG_CEIL)
 
 
-def stft_magnitude(wav: Tensor, mel_config: MelConfig) -> Tensor:
-    """``|STFT|`` ``(B, n_freq, frames)`` of ``(B, samples)`` with the front end's framing."""
-    window = torch.hann_window(mel_config.win_length, device=wav.device, dtype=torch.float32)
-    return torch.stft(wav.float(), mel_config.n_fft, mel_config.hop_length, mel_config.win_length, window,
-                      center=mel_config.center, pad_mode=mel_config.pad_mode, return_complex=True).abs()
+def linear_magnitude(wav: Tensor, front: LogMel) -> Tensor:
+    """Linear ``|STFT|`` ``(B, n_freq, frames)`` of ``(B, samples)``, what :class:`MagnitudeNet`
+    predicts: the front end's STFT (:meth:`LogMel.magnitude`, all bins) with its ``power`` undone."""
+    mag = front.magnitude(wav.float(), all_bins=True)
+    power = front.mel_config.power
+    return mag if power == 1.0 else mag.pow(1.0 / power)
 
 
 def magnitude_loss(log_mag: Tensor, target_mag: Tensor, edge_frames: int = 0) -> Tensor:
@@ -104,4 +100,4 @@ def magnitude_loss(log_mag: Tensor, target_mag: Tensor, edge_frames: int = 0) ->
     return l1 + sc
 
 
-__all__ = ["LOG_CEIL", "LOG_FLOOR", "MagnitudeNet", "magnitude_loss", "stft_magnitude"]
+__all__ = ["LOG_CEIL", "LOG_FLOOR", "MagnitudeNet", "linear_magnitude", "magnitude_loss"]
