@@ -31,7 +31,6 @@ periods, scales, norms) stays the paper's.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +40,7 @@ from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 from voiceconv.errors import ConfigError
 from voiceconv.models.base import SavableModule
 from voiceconv.models.losses import GANLoss
-from voiceconv.vocoders.hifigan import LRELU_SLOPE
+from voiceconv.vocoders.hifigan import LRELU_SLOPE, positive_ints
 
 FeatureMaps = list[list[Tensor]]
 DiscOutput = tuple[list[Tensor], FeatureMaps]
@@ -55,14 +54,16 @@ MSD_CHANNELS = (128, 128, 256, 512, 1024, 1024, 1024)
 MSD_GROUPS = (1, 4, 16, 16, 16, 16, 1)
 
 
-def _positive_ints(values: Any, what: str) -> tuple[int, ...]:
-    try:
-        out = tuple(int(v) for v in values)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{what} must be a list of integers, got {values!r}") from exc
-    if not out or any(v < 1 for v in out):
-        raise ConfigError(f"{what} must be non-empty positive integers, got {values!r}")
-    return out
+def _judge(convs: nn.ModuleList, conv_post: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """A sub-discriminator's stack: LReLU after every conv, a linear ``conv_post``;
+    returns the flattened logits and every layer's output (the feature maps)."""
+    fmap = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        fmap.append(x)
+    x = conv_post(x)
+    fmap.append(x)
+    return torch.flatten(x, 1, -1), fmap
 
 
 def _as_waveform(x: Tensor) -> Tensor:
@@ -98,13 +99,7 @@ class PeriodDiscriminator(nn.Module):
             # reflect needs rest < t; a segment shorter than its period would be unusable anyway
             x = F.pad(x, (0, rest), mode="reflect")
         x = x.view(b, c, (t + rest) // self.period, self.period)
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
+        return _judge(self.convs, self.conv_post, x)
 
 
 class MultiPeriodDiscriminator(SavableModule):
@@ -120,8 +115,8 @@ class MultiPeriodDiscriminator(SavableModule):
     def __init__(self, periods: Sequence[int] = (2, 3, 5, 7, 11),
                  channels: Sequence[int] = MPD_CHANNELS) -> None:
         super().__init__()
-        periods_t = _positive_ints(periods, "MultiPeriodDiscriminator periods")
-        channels_t = _positive_ints(channels, "MultiPeriodDiscriminator channels")
+        periods_t = positive_ints(periods, "MultiPeriodDiscriminator periods")
+        channels_t = positive_ints(channels, "MultiPeriodDiscriminator channels")
         self.save_hparams(periods=list(periods_t), channels=list(channels_t))
         self.discriminators = nn.ModuleList(PeriodDiscriminator(p, channels_t) for p in periods_t)
 
@@ -163,13 +158,7 @@ class ScaleDiscriminator(nn.Module):
         self.conv_post = norm(nn.Conv1d(c_in, 1, 3, 1, padding=1))
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
+        return _judge(self.convs, self.conv_post, x)
 
 
 class MultiScaleDiscriminator(SavableModule):
@@ -190,8 +179,8 @@ class MultiScaleDiscriminator(SavableModule):
         super().__init__()
         if int(n_scales) < 1:
             raise ConfigError(f"MultiScaleDiscriminator n_scales must be >= 1, got {n_scales}")
-        channels_t = _positive_ints(channels, "MultiScaleDiscriminator channels")
-        groups_t = _positive_ints(groups, "MultiScaleDiscriminator groups")
+        channels_t = positive_ints(channels, "MultiScaleDiscriminator channels")
+        groups_t = positive_ints(groups, "MultiScaleDiscriminator groups")
         self.save_hparams(n_scales=int(n_scales), channels=list(channels_t), groups=list(groups_t))
         self.discriminators = nn.ModuleList(
             ScaleDiscriminator(channels_t, groups_t, use_spectral_norm=(i == 0))
@@ -253,7 +242,7 @@ class MultiResolutionSTFTLoss(nn.Module):
         self.resolutions = tuple((int(n), int(h), int(w)) for n, h, w in resolutions)
         if not self.resolutions or any(w > n or h < 1 for n, h, w in self.resolutions):
             raise ConfigError(f"MultiResolutionSTFTLoss: bad resolutions {resolutions!r}")
-        for n, _, w in self.resolutions:
+        for _, _, w in self.resolutions:
             self.register_buffer(f"window_{w}", torch.hann_window(w), persistent=False)
 
     def forward(self, real: Tensor, fake: Tensor) -> Tensor:

@@ -162,13 +162,14 @@ def _fit_length(x: Tensor, length: int) -> Tensor:
     return F.pad(x, (0, length - x.shape[-1]))
 
 
-def _int_tuple(values: Any, what: str) -> tuple[int, ...]:
+def positive_ints(values: Any, what: str) -> tuple[int, ...]:
+    """``values`` as a non-empty tuple of positive ints; :class:`ConfigError` naming ``what`` otherwise."""
     try:
         out = tuple(int(v) for v in values)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"HiFiGANGenerator: {what} must be a list of integers, got {values!r}") from exc
+        raise ConfigError(f"{what} must be a list of integers, got {values!r}") from exc
     if not out or any(v < 1 for v in out):
-        raise ConfigError(f"HiFiGANGenerator: {what} must be non-empty positive integers, got {values!r}")
+        raise ConfigError(f"{what} must be non-empty positive integers, got {values!r}")
     return out
 
 
@@ -205,10 +206,10 @@ class HiFiGANGenerator(SavableModule):
     ) -> None:
         super().__init__()
         cfg = MelConfig.from_dict(dict(mel_config)) if mel_config is not None else MelConfig()
-        rates = _int_tuple(upsample_rates, "upsample_rates")
-        kernels = _int_tuple(upsample_kernel_sizes, "upsample_kernel_sizes")
-        rb_kernels = _int_tuple(resblock_kernel_sizes, "resblock_kernel_sizes")
-        rb_dils = tuple(_int_tuple(d, "resblock_dilation_sizes") for d in resblock_dilation_sizes)
+        rates = positive_ints(upsample_rates, "HiFiGANGenerator: upsample_rates")
+        kernels = positive_ints(upsample_kernel_sizes, "HiFiGANGenerator: upsample_kernel_sizes")
+        rb_kernels = positive_ints(resblock_kernel_sizes, "HiFiGANGenerator: resblock_kernel_sizes")
+        rb_dils = tuple(positive_ints(d, "HiFiGANGenerator: resblock_dilation_sizes") for d in resblock_dilation_sizes)
         resblock = str(resblock)
         if len(rates) != len(kernels):
             raise ConfigError(

@@ -118,6 +118,12 @@ def resolve_size(size: str, **overrides: int | None) -> VC2Size:
     return VC2Size(**values)
 
 
+def _gate_before_option(cls: type, hparams: dict[str, Any]) -> dict[str, Any]:
+    """``upgrade_hparams`` of the generator and the models: checkpoints from before
+    ``upsample_gate`` existed were built with ``"conv"``."""
+    return {"upsample_gate": "conv", **hparams}
+
+
 def _as_image(x: Tensor, what: str) -> Tensor:
     """``(B, n_mels, T)`` -> ``(B, 1, n_mels, T)``; ``(B, 1, n_mels, T)`` passes through."""
     if x.dim() == 3:
@@ -186,10 +192,7 @@ class Generator212(SavableModule):
         )
         self.conv_out = conv_layer(up2, 1, (5, 15), dim=2)
 
-    @classmethod
-    def upgrade_hparams(cls, hparams: dict[str, Any]) -> dict[str, Any]:
-        """Checkpoints from before ``upsample_gate`` existed were built with ``"conv"``."""
-        return {"upsample_gate": "conv", **hparams}
+    upgrade_hparams = classmethod(_gate_before_option)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Convert ``x`` ``(B, n_mels, T)``; ``mask`` (same shape, 1 = keep) only with 2 input channels."""
@@ -299,10 +302,7 @@ class CycleGANVC2(CycleGAN):
             identity_steps=identity_steps, pool_size=pool_size, upsample_gate=upsample_gate,
         )
 
-    @classmethod
-    def upgrade_hparams(cls, hparams: dict[str, Any]) -> dict[str, Any]:
-        """Checkpoints from before ``upsample_gate`` existed were built with ``"conv"``."""
-        return {"upsample_gate": "conv", **hparams}
+    upgrade_hparams = classmethod(_gate_before_option)
 
 
 __all__ = [
