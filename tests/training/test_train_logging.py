@@ -69,3 +69,17 @@ def test_trainer_logs_losses_learning_rates_and_examples(tmp_path):
     tags = acc.Tags()
     assert {"loss/g_total", "loss/d_total", "loss/cycle", "speed/steps_per_s"} <= set(tags["scalars"])
     assert {"mels/A2B", "mels/B2A"} <= set(tags["images"])
+
+
+def test_step_rate_and_train_scalars(monkeypatch):
+    from voiceconv.training import logging as tl
+
+    clock = iter([10.0, 12.0, 13.0])
+    monkeypatch.setattr(tl.time, "perf_counter", lambda: next(clock))
+    rate = tl.StepRate(100)                 # t = 10 s at step 100
+    assert rate(150) == pytest.approx(25.0)  # 50 steps in 2 s
+    assert rate(160) == pytest.approx(10.0)  # 10 steps in 1 s since the previous call
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt_g, opt_d = torch.optim.SGD([w], lr=0.1), torch.optim.SGD([w], lr=0.2)
+    assert tl.train_scalars({"g": 1.5}, opt_g, opt_d, 3.0) == {
+        "loss/g": 1.5, "lr/generator": 0.1, "lr/discriminator": 0.2, "speed/steps_per_s": 3.0}

@@ -12,6 +12,7 @@ file is opened.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,33 @@ from typing import Any
 import numpy as np
 import torch
 
+from voiceconv.training.schedules import current_lr
+
 Vocode = Callable[[np.ndarray], np.ndarray]
+
+
+class StepRate:
+    """Optimizer steps per second between successive calls (the first: since construction)."""
+
+    def __init__(self, step: int) -> None:
+        self._time, self._step = time.perf_counter(), step
+
+    def __call__(self, step: int) -> float:
+        now = time.perf_counter()
+        rate = (step - self._step) / max(now - self._time, 1e-9)
+        self._time, self._step = now, step
+        return rate
+
+
+def train_scalars(losses: Mapping[str, float], opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+                  steps_per_s: float) -> dict[str, float]:
+    """The scalars a GAN training loop logs: ``loss/<name>``, both learning rates, speed."""
+    return {
+        **{f"loss/{k}": v for k, v in losses.items()},
+        "lr/generator": current_lr(opt_g),
+        "lr/discriminator": current_lr(opt_d),
+        "speed/steps_per_s": steps_per_s,
+    }
 
 
 def _to_numpy(x: Any) -> np.ndarray:

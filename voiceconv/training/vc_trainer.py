@@ -35,7 +35,6 @@ import contextlib
 import logging
 import math
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,8 +58,8 @@ from voiceconv.training.distributed import (
     unwrap,
     wrap_ddp,
 )
-from voiceconv.training.logging import TrainLogger, Vocode
-from voiceconv.training.schedules import LinearDecayLR, current_lr
+from voiceconv.training.logging import StepRate, TrainLogger, Vocode, train_scalars
+from voiceconv.training.schedules import LinearDecayLR
 from voiceconv.training.seeding import capture_rng_state, restore_rng_state, seed_everything
 from voiceconv.utils.atomic import atomic_write_json, atomic_write_text
 
@@ -401,22 +400,14 @@ class VCTrainer:
         bar = tqdm(total=s.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
                    disable=not (self.ctx.is_main and s.progress))
         last_logs: dict[str, float] = {}
-        tick, tick_step = time.perf_counter(), self.step
+        rate = StepRate(self.step)
         try:
             while self.step < s.max_steps:
                 logs, out, real_a, real_b = self.train_step()
                 bar.update(1)
                 if s.log_every and self.step % s.log_every == 0:
-                    now = time.perf_counter()
                     last_logs = {k: float(v) for k, v in logs.items()}
-                    rate = (self.step - tick_step) / max(now - tick, 1e-9)
-                    tick, tick_step = now, self.step
-                    logger.scalars(self.step, {
-                        **{f"loss/{k}": v for k, v in last_logs.items()},
-                        "lr/generator": current_lr(self.opt_g),
-                        "lr/discriminator": current_lr(self.opt_d),
-                        "speed/steps_per_s": rate,
-                    })
+                    logger.scalars(self.step, train_scalars(last_logs, self.opt_g, self.opt_d, rate(self.step)))
                     bar.set_postfix(g=f"{last_logs.get('g_total', math.nan):.3f}",
                                     d=f"{last_logs.get('d_total', math.nan):.3f}")
                 if s.image_every and self.step % s.image_every == 0:

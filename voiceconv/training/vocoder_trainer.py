@@ -91,7 +91,6 @@ import dataclasses
 import logging
 import math
 import os
-import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -109,7 +108,7 @@ from voiceconv.errors import CheckpointError, ConfigError, TrainingDiverged
 from voiceconv.models.base import SavableModule, model_payload
 from voiceconv.models.losses import GANLoss
 from voiceconv.training.checkpoint import CheckpointManager, load_checkpoint
-from voiceconv.training.logging import TrainLogger
+from voiceconv.training.logging import StepRate, TrainLogger, train_scalars
 from voiceconv.training.seeding import capture_rng_state, restore_rng_state
 from voiceconv.utils.atomic import atomic_write_json, atomic_write_text
 from voiceconv.vocoders.discriminators import (
@@ -552,22 +551,14 @@ class VocoderTrainer:
                    disable=not s.progress)
         last_logs: dict[str, float] = {}
         last_path: Path | None = None
-        tick, tick_step = time.perf_counter(), self.step
+        rate = StepRate(self.step)
         try:
             while self.step < s.max_steps:
                 logs = self.train_step()
                 bar.update(1)
                 if s.log_every and self.step % s.log_every == 0:
-                    now = time.perf_counter()
                     last_logs = {k: float(v) for k, v in logs.items()}
-                    rate = (self.step - tick_step) / max(now - tick, 1e-9)
-                    tick, tick_step = now, self.step
-                    logger.scalars(self.step, {
-                        **{f"loss/{k}": v for k, v in last_logs.items()},
-                        "lr/generator": float(self.opt_g.param_groups[0]["lr"]),
-                        "lr/discriminator": float(self.opt_d.param_groups[0]["lr"]),
-                        "speed/steps_per_s": rate,
-                    })
+                    logger.scalars(self.step, train_scalars(last_logs, self.opt_g, self.opt_d, rate(self.step)))
                     bar.set_postfix(mel=f"{last_logs['mel_l1']:.3f}", g=f"{last_logs['g_total']:.2f}",
                                     d=f"{last_logs['d_total']:.2f}")
                 if s.audio_every and self.step % s.audio_every == 0:
