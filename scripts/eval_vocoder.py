@@ -48,7 +48,7 @@ import torch
 
 from voiceconv.audio.io import save_audio
 from voiceconv.audio.mel import LogMel, MelConfig
-from voiceconv.cli.train_vocoder import prepare_waveform
+from voiceconv.audio.preparation import Preparation
 from voiceconv.errors import VoiceconvError
 from voiceconv.evaluation.mcd import mcd_from_mcep, world_features
 from voiceconv.utils.atomic import atomic_write_json, atomic_write_text
@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     normalize = args.normalize if args.normalize is not None else data_cfg.get("normalize", "peak")
     normalize = None if str(normalize).lower() in ("none", "null") else normalize
     trim = args.trim_top_db if args.trim_top_db is not None else data_cfg.get("trim_top_db", 40.0)
+    prep = Preparation(trim_top_db=trim, normalize=normalize)
 
     try:
         torch_ckpt = torch.load(ckpt, map_location="cpu", weights_only=True)
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = {name: 0.0 for name in vocoders}
     for path in files:
         try:
-            ref = prepare_waveform(path, mel_cfg.sample_rate, normalize, trim, mel_cfg.n_fft)
+            ref = prep.load(path, mel_cfg.sample_rate, min_samples=mel_cfg.n_fft)
         except VoiceconvError as err:
             print(f"skipped {err}", file=sys.stderr)
             continue

@@ -63,8 +63,10 @@ def tiny_stats(seed: int, f0: float) -> SpeakerStats:
     return SpeakerStats.from_mels([log_mel(speech_like(2.0, seed=seed, f0=f0), TINY_MEL)])
 
 
-def write_checkpoint(path: Path, model=None, mel_config: MelConfig = TINY_MEL) -> Path:
-    """A training checkpoint with the keys conversion reads (and VCTrainer writes)."""
+def write_checkpoint(path: Path, model=None, mel_config: MelConfig = TINY_MEL,
+                     preparation: dict | None = None) -> Path:
+    """A training checkpoint with the keys conversion reads (and VCTrainer writes);
+    without ``preparation`` it is like one written before checkpoints stored it."""
     model = model if model is not None else tiny_model()
     state = {
         "format": CHECKPOINT_FORMAT,
@@ -75,6 +77,8 @@ def write_checkpoint(path: Path, model=None, mel_config: MelConfig = TINY_MEL) -
         "stats": {"A": tiny_stats(1, 110.0).to_dict(), "B": tiny_stats(2, 210.0).to_dict()},
         "speakers": {"A": "low", "B": "high"},
     }
+    if preparation is not None:
+        state["preparation"] = preparation
     return save_checkpoint(state, path)
 
 

@@ -15,7 +15,7 @@ from voiceconv.audio.mel import MelConfig, log_mel  # noqa: E402
 from voiceconv.cli.evaluate import main as evaluate_main  # noqa: E402
 from voiceconv.evaluation.f0_metrics import f0_scores  # noqa: E402
 from voiceconv.evaluation.mcd import mcd, mcd_from_mcep, world_features  # noqa: E402
-from voiceconv.evaluation.speaker import SpeakerClassifier  # noqa: E402
+from voiceconv.evaluation.speaker import FrameSpeakerClassifier, SpeakerClassifier  # noqa: E402
 
 SR = 16000
 
@@ -77,6 +77,59 @@ def test_speaker_classifier_tells_two_synthetic_speakers_apart():
     test_high = [log_mel(voice(0.8, 231 + i, 2.0, 60 + i), cfg) for i in range(3)]
     assert clf.predict(test_low) == ["low"] * 3
     assert clf.predict(test_high) == ["high"] * 3
+
+
+def test_frame_level_classifier_tells_two_synthetic_speakers_apart():
+    cfg = MelConfig(sample_rate=SR, fmax=SR / 2)
+    train = {
+        "low": [log_mel(voice(0.8, 100 + 5 * i, 0.8, i), cfg) for i in range(6)],
+        "high": [log_mel(voice(0.8, 220 + 5 * i, 2.0, i), cfg) for i in range(6)],
+    }
+    clf = FrameSpeakerClassifier(["low", "high"], cfg, n_components=4).fit(train)
+    test_low = [log_mel(voice(0.8, 112 + i, 0.8, 50 + i), cfg) for i in range(3)]
+    test_high = [log_mel(voice(0.8, 231 + i, 2.0, 60 + i), cfg) for i in range(3)]
+    assert clf.predict(test_low) == ["low"] * 3
+    assert clf.predict(test_high) == ["high"] * 3
+    ll = clf.log_likelihoods(test_low)
+    assert ll.shape == (3, 2) and np.all(ll[:, 0] > ll[:, 1])
+
+
+def test_evaluate_cli_scores_the_statistics_only_row(tmp_path, capsys):
+    """With --source and a training cache, every metric gets a statistics-only column."""
+    import json
+
+    from voiceconv.data.cache import preprocess
+    from voiceconv.data.corpora import Utterance
+
+    cfg = MelConfig(sample_rate=SR, fmax=SR / 2)
+    train = tmp_path / "train"
+    corpus = {"low": [], "high": []}
+    for i in range(5):
+        for spk, f0, tilt in (("low", 100, 0.8), ("high", 220, 2.0)):
+            path = train / spk / f"{spk}{i}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, voice(0.8, f0 + 5 * i, tilt, i), SR)
+            corpus[spk].append(Utterance(spk, f"{spk}{i}", path))
+    preprocess(corpus, tmp_path / "cache", cfg, workers=1)
+    conv, ref, src = tmp_path / "conv", tmp_path / "ref", tmp_path / "src"
+    for d in (conv, ref, src):
+        d.mkdir()
+    for i in range(2):
+        sf.write(ref / f"u{i}.wav", voice(0.8, 225 + 10 * i, 2.0, 30 + i), SR)
+        sf.write(conv / f"u{i}.wav", voice(0.8, 225 + 10 * i, 1.9, 40 + i), SR)
+        sf.write(src / f"u{i}.wav", voice(0.8, 105 + 10 * i, 0.8, 50 + i), SR)
+    out = tmp_path / "report"
+    rc = evaluate_main(["--converted", str(conv), "--reference", str(ref), "--source", str(src),
+                        "--train-cache", str(tmp_path / "cache"), "--target-speaker", "high",
+                        "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    assert "statistics-only shift" in printed
+    means = json.loads((out / "report.json").read_text())["means"]
+    for metric in ("mcd", "mel_distance", "f0_rmse_cents", "speaker_accuracy", "frame_speaker_accuracy"):
+        assert {metric, f"source_{metric}", f"statistics_only_{metric}"} <= set(means)
+    assert sorted(p.name for p in (out / "statistics_only").iterdir()) == ["u0.wav", "u1.wav"]
+    assert means["statistics_only_mel_distance"] < means["source_mel_distance"]
 
 
 def test_evaluate_cli_scores_pairs_reports_bad_file_and_goes_on(tmp_path, capsys):

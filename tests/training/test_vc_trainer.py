@@ -100,8 +100,8 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch, 
     if which == "generator":
         original = trainer.model.generator_step
 
-        def broken(a, b, step):
-            out = original(a, b, step)
+        def broken(a, b, step, *rest):
+            out = original(a, b, step, *rest)
             out.loss = out.loss * float("nan")
             return out
 

@@ -127,13 +127,19 @@ def normalize_peak(
     A silent signal (see :func:`is_silent`) is returned unchanged rather than having
     its noise floor blown up to full scale.
     """
+    arr = _as_float_array(wav)
+    return (arr * np.float32(peak_gain(arr, peak, silence_dbfs=silence_dbfs))).astype(np.float32)
+
+
+def peak_gain(wav: np.ndarray, peak: float = 0.95, *, silence_dbfs: float = SILENCE_DBFS) -> float:
+    """The factor :func:`normalize_peak` multiplies ``wav`` by (1.0 for a silent signal)."""
     if not 0.0 < peak:
         raise ConfigError(f"normalize_peak: peak must be > 0, got {peak}")
     arr = _as_float_array(wav)
     check_finite(arr)
     if is_silent(arr, silence_dbfs):
-        return arr.copy()
-    return (arr * np.float32(peak / float(np.max(np.abs(arr))))).astype(np.float32)
+        return 1.0
+    return peak / float(np.max(np.abs(arr)))
 
 
 def _block_powers(arr: np.ndarray, block_length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -205,20 +211,31 @@ def normalize_loudness(
     unchanged.
     """
     arr = _as_float_array(wav)
-    level = loudness_dbfs(
-        arr,
-        block_length=block_length,
-        gate_db=gate_db,
-        silence_dbfs=silence_dbfs,
-    )
+    gain = loudness_gain(arr, target_dbfs, max_peak=max_peak, block_length=block_length,
+                         gate_db=gate_db, silence_dbfs=silence_dbfs)
+    return (arr * np.float32(gain)).astype(np.float32)
+
+
+def loudness_gain(
+    wav: np.ndarray,
+    target_dbfs: float = -23.0,
+    *,
+    max_peak: float | None = 1.0,
+    block_length: int = 512,
+    gate_db: float = 20.0,
+    silence_dbfs: float = SILENCE_DBFS,
+) -> float:
+    """The factor :func:`normalize_loudness` multiplies ``wav`` by (1.0 for a silent signal)."""
+    arr = _as_float_array(wav)
+    level = loudness_dbfs(arr, block_length=block_length, gate_db=gate_db, silence_dbfs=silence_dbfs)
     if not np.isfinite(level):
-        return arr.copy()
+        return 1.0
     gain = 10.0 ** ((target_dbfs - level) / 20.0)
     if max_peak is not None:
         peak = float(np.max(np.abs(arr)))
         if peak * gain > max_peak:
             gain = max_peak / peak
-    return (arr * np.float32(gain)).astype(np.float32)
+    return gain
 
 
 def nonsilent_bounds(
@@ -275,6 +292,20 @@ def trim_silence(
     Only the ends are trimmed; pauses inside the utterance stay. A signal that is
     silent throughout comes back whole (use :func:`is_silent` to reject it).
     """
+    arr = _as_float_array(wav)
+    start, end = trim_bounds(arr, sample_rate, top_db, frame_length, hop_length, pad_ms)
+    return arr[..., start:end].copy()
+
+
+def trim_bounds(
+    wav: np.ndarray,
+    sample_rate: int,
+    top_db: float = 40.0,
+    frame_length: int = 2048,
+    hop_length: int = 512,
+    pad_ms: float = 50.0,
+) -> tuple[int, int]:
+    """Sample range ``[start, end)`` that :func:`trim_silence` keeps (bounds plus margin)."""
     if sample_rate <= 0 or pad_ms < 0:
         raise ConfigError(
             f"trim_silence: need sample_rate > 0 and pad_ms >= 0, got {sample_rate}, {pad_ms}"
@@ -282,5 +313,4 @@ def trim_silence(
     arr = _as_float_array(wav)
     start, end = nonsilent_bounds(arr, top_db, frame_length, hop_length)
     pad = int(round(pad_ms * sample_rate / 1000.0))
-    start, end = max(0, start - pad), min(arr.shape[-1], end + pad)
-    return arr[..., start:end].copy()
+    return max(0, start - pad), min(arr.shape[-1], end + pad)

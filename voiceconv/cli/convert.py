@@ -26,6 +26,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
+from voiceconv.audio.preparation import OUTPUT_LEVELS
 from voiceconv.conversion.converter import DIRECTIONS, PRECISIONS, FileResult, VoiceConverter
 from voiceconv.data.corpora import AUDIO_EXTENSIONS
 from voiceconv.errors import VoiceconvError
@@ -51,8 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "or a neural vocoder checkpoint (default griffinlim)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                   help="generator precision (bf16: autocast; default fp32)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="generator precision: bf16 (autocast), fp32, or auto (default: bf16 where "
+                        "the CPU/GPU computes it natively, else fp32)")
+    p.add_argument("--output-level", default="input", choices=OUTPUT_LEVELS,
+                   help="input: the output keeps the input's loudness (default); model: the level "
+                        "the vocoder made (before 2026-12)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads (default: torch's, one per core)")
     p.add_argument("--batch-size", type=int, default=8, metavar="N",
                    help="short inputs of similar length converted together (default 8; 1 = one by one)")
     p.add_argument("-q", "--quiet", action="store_true", help="do not list converted files")
@@ -119,9 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     files, problems = expand_inputs(args.inputs)
     for line in problems:
         print(line, file=err)
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"voiceconv-convert: --threads must be >= 1, got {args.threads}", file=err)
+            return 2
+        torch.set_num_threads(args.threads)
     try:
         vc = VoiceConverter.from_checkpoint(
-            args.checkpoint, device=args.device, vocoder=args.vocoder, precision=args.precision
+            args.checkpoint, device=args.device, vocoder=args.vocoder, precision=args.precision,
+            output_level=args.output_level,
         )
     except VoiceconvError as exc:
         print(f"voiceconv-convert: {exc}", file=err)

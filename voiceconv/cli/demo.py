@@ -10,10 +10,11 @@ Stages (each resumable: a second run skips what is already done):
 3. **train**: ``voiceconv-train experiment=flite_demo`` (small MaskCycleGAN-VC) for
    ``--steps`` steps, features cached under the run folder;
 4. **convert**: the held-out source utterances with Griffin-Lim;
-5. **evaluate**: MCD / F0 / speaker accuracy of the conversions against the
-   held-out target references, beside the unconverted-source baseline.
+5. **evaluate**: MCD, DTW log-mel distance, F0 and two speaker classifiers of the
+   conversions against the held-out target references, beside both yardsticks: the
+   unconverted source and the statistics-only shift (same vocoder).
 
-    voiceconv-demo --out runs/demo            # about 20 minutes on 2 CPU cores
+    voiceconv-demo --out runs/demo            # about 10-20 minutes on 2 CPU cores
     voiceconv-demo --out runs/demo --steps 200 --limit 40   # a quick smoke run
 """
 
@@ -40,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default="maskcyclegan_vc_small")
-    ap.add_argument("--precision", default="bf16", help="training precision: bf16 (autocast, also on CPU) or fp32")
+    ap.add_argument("--precision", default="auto",
+                    help="training and conversion precision: auto (the fastest on this machine), bf16 or fp32")
+    ap.add_argument("--threads", default="auto", help="training threads: auto (the fastest here) or a number")
     ap.add_argument("--train-override", action="append", default=[],
                     help="extra Hydra override for training, e.g. trainer.batch_size=4 (repeatable)")
     return ap
@@ -54,16 +57,21 @@ def _stage(n: int, text: str) -> float:
 def run_demo(args: argparse.Namespace) -> int:
     from hydra import compose, initialize_config_dir
 
-    from voiceconv.cli.train import conf_dir
-    from voiceconv.cli.train import run as train_run
     from voiceconv.conversion.converter import VoiceConverter
     from voiceconv.data.cache import FeatureCache
     from voiceconv.data.corpora import read_speaker_folders, split_parallel
     from voiceconv.data.flite import render_corpus
     from voiceconv.data.prompts import load_prompts
     from voiceconv.data.splits import write_split
+    from voiceconv.evaluation.baselines import (
+        STATISTICS_ONLY_DIR,
+        fit_speaker_classifiers,
+        render_statistics_only,
+        statistics_only_converter,
+    )
     from voiceconv.evaluation.report import evaluate_folders, write_report
-    from voiceconv.evaluation.speaker import SpeakerClassifier
+    from voiceconv.training.vc_run import train_vc as train_run
+    from voiceconv.utils.conf import conf_dir
 
     out = args.out.resolve()
     src, tgt = args.source, args.target
@@ -87,7 +95,7 @@ def run_demo(args: argparse.Namespace) -> int:
         "experiment=flite_demo", f"model={args.model}", f"data.a_dir={out / 'train' / src}",
         f"data.b_dir={out / 'train' / tgt}", f"data.speaker_a={src}", f"data.speaker_b={tgt}",
         f"data.workers={args.workers}", f"trainer.max_steps={args.steps}", f"trainer.device={args.device}",
-        f"trainer.precision={args.precision}", f"trainer.ckpt_every={max(args.steps // 4, 1)}",
+        f"trainer.precision={args.precision}", f"trainer.threads={args.threads}", f"trainer.ckpt_every={max(args.steps // 4, 1)}",
         f"trainer.decay_start={args.steps // 2}", "trainer.total_steps=null",
         f"out_dir={out / 'train_run'}", *args.train_override,
     ]
@@ -98,27 +106,26 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"   checkpoint {ckpt} ({time.perf_counter() - t:.0f} s)")
 
     t = _stage(4, f"convert the held-out {src} utterances to {tgt}")
-    conv = VoiceConverter.from_checkpoint(ckpt, device=args.device)
+    conv = VoiceConverter.from_checkpoint(ckpt, device=args.device, precision=args.precision)
     sources = sorted((out / "eval" / src).glob("*.wav"))
     results = conv.convert_files(sources, out / "converted", direction="a2b", overwrite=True)
+    stats_vc, _ = statistics_only_converter(ckpt, device=args.device)
+    results += render_statistics_only(sources, out / "report" / STATISTICS_ONLY_DIR, stats_vc, "a2b")
     failed = [r for r in results if not r.ok]
     for r in failed:
         print(f"   failed: {r.message}", file=sys.stderr)
-    print(f"   {len(results) - len(failed)} files in {out / 'converted'} ({time.perf_counter() - t:.0f} s)")
+    print(f"   {len(sources)} files in {out / 'converted'}, their statistics-only shift in "
+          f"{out / 'report' / STATISTICS_ONLY_DIR} ({time.perf_counter() - t:.0f} s)")
 
     t = _stage(5, "evaluate against the held-out references")
-    cache = FeatureCache(out / "train_run" / "cache")
-    clf = SpeakerClassifier(cache.speakers, cache.mel_config).fit({s: cache.load_mels(s) for s in cache.speakers})
+    clf, frame_clf = fit_speaker_classifiers(FeatureCache(out / "train_run" / "cache"))
     report = evaluate_folders(out / "converted", out / "eval" / tgt, out / "eval" / src, clf, tgt,
-                              out / "report" / "plots", max_plots=5)
+                              out / "report" / "plots", max_plots=5,
+                              statistics_only=out / "report" / STATISTICS_ONLY_DIR, frame_classifier=frame_clf)
     js, md = write_report(report, out / "report")
-    m = report.means()
     print(f"   ({time.perf_counter() - t:.0f} s)")
-    print("\n== result")
-    print(f"   MCD {src}->{tgt} converted: {m.get('mcd', float('nan')):.2f} dB   "
-          f"unconverted {src} vs {tgt}: {m.get('source_mcd', float('nan')):.2f} dB")
-    print(f"   speaker classifier says '{tgt}' for {100 * m.get('speaker_accuracy', float('nan')):.0f}% "
-          f"of converted files ({100 * m.get('source_speaker_accuracy', float('nan')):.0f}% of unconverted)")
+    print("\n== result (held-out " + f"{src} -> {tgt})\n")
+    print(report.to_markdown().split("\n\n## Per utterance")[0].split("pairs.\n\n", 1)[-1])
     print(f"   wavs:   {out / 'converted'}")
     print(f"   plots:  {out / 'report' / 'plots'}")
     print(f"   report: {md}")

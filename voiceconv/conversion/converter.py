@@ -11,9 +11,10 @@ A training checkpoint holds everything conversion needs: the model (class,
 hyper-parameters, weights), the :class:`~voiceconv.audio.mel.MelConfig` of its
 features, the per-speaker log-mel statistics and the speaker names. Conversion is
 
-    resample to the MelConfig rate -> log-mel -> normalise with the SOURCE speaker's
-    statistics -> generator (eval mode, inference mode) -> de-normalise with the
-    TARGET speaker's statistics -> vocoder -> waveform at the MelConfig rate
+    resample to the MelConfig rate -> trim and level-set as training did -> log-mel ->
+    normalise with the SOURCE speaker's statistics -> generator (eval mode, inference
+    mode) -> de-normalise with the TARGET speaker's statistics -> vocoder -> back in
+    place and at the input's level -> waveform at the MelConfig rate
 
 as in CycleGAN-VC2 / MaskCycleGAN-VC (whose papers vocode with MelGAN; Griffin-Lim
 here needs no training, a neural vocoder checkpoint can be named instead).
@@ -21,11 +22,20 @@ Long inputs run chunk by chunk in bounded memory (:mod:`voiceconv.conversion.chu
 
 Choices of ours, and why:
 
+* The checkpoint's :class:`~voiceconv.audio.preparation.Preparation` (trimming, peak
+  or loudness level) is applied before analysis, so a quiet or loud recording lands
+  where the training features were. The output is as long as the input: the
+  converted speech goes back where it was, trimmed silence stays silent (zeros), and
+  by default the level is brought back to the input's (``output_level="model"``
+  keeps the level the vocoder made, the behaviour before checkpoints stored their
+  preparation). Checkpoints without a stored preparation use their config's
+  ``data.trim_top_db``/``data.normalize``, or none at all.
 * ``precision="bf16"`` runs the generator under ``torch.autocast`` (bfloat16
   convolutions, on CPU and GPU); statistics, Griffin-Lim and the neural vocoder stay
   in float32 (Griffin-Lim's phase iteration and NNLS have no use for half precision).
-* A converted waveform whose peak would clip (> 0.99) is scaled down to 0.99
-  peak; otherwise its level is left as the vocoder made it.
+  ``"auto"`` is bf16 where the device computes it natively (AVX-512 BF16 / AMX CPUs,
+  CUDA) and fp32 elsewhere (emulated bf16 on an AVX2 CPU is several times slower).
+* A converted waveform whose peak would clip (> 0.99) is scaled down to 0.99 peak.
 * :meth:`VoiceConverter.convert_files` batches short inputs of similar length,
   padding each to the longest of its group by repeating its last frame. The
   generator normalises each instance over time (instance norm), so the padded
@@ -52,6 +62,7 @@ from torch import Tensor
 
 from voiceconv.audio.io import WRITE_FORMATS, audio_info, load_audio, save_audio
 from voiceconv.audio.mel import LogMel, MelConfig
+from voiceconv.audio.preparation import OUTPUT_LEVELS, OutputLevel, Preparation, PreparedAudio
 from voiceconv.audio.processing import check_finite, is_silent, peak_dbfs, resample
 from voiceconv.audio.stats import SpeakerStats
 from voiceconv.conversion.chunking import (
@@ -74,11 +85,12 @@ from voiceconv.errors import (
 from voiceconv.models.base import build_from_description
 from voiceconv.models.cyclegan import CycleGAN
 from voiceconv.training.checkpoint import load_checkpoint
+from voiceconv.utils.machine import resolve_precision
 from voiceconv.vocoders.base import Vocoder, load_vocoder
 
 #: direction -> (source role, target role) in the checkpoint's ``stats``/``speakers``
 DIRECTIONS: dict[str, tuple[str, str]] = {"a2b": ("A", "B"), "b2a": ("B", "A")}
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 #: the generator's total time down-sampling (two stride-2 layers): window starts and
 #: core lengths of a chunked pass are multiples of it
 TIME_MULTIPLE = 4
@@ -113,7 +125,7 @@ class _Item:
     source: Path
     output: Path
     frames: int = 0
-    wav: np.ndarray | None = None
+    prepared: PreparedAudio | None = None
 
 
 def _resolve_device(device: torch.device | str) -> torch.device:
@@ -136,6 +148,9 @@ def _same_file(a: Path, b: Path) -> bool:
 class VoiceConverter:
     """Converts speech between the two speakers of a trained CycleGAN-VC-style model.
 
+    ``model=None`` gives the statistics-only baseline: the source mels normalised with the
+    source speaker's statistics and de-normalised with the target's, nothing learnt.
+
     Build it with :meth:`from_checkpoint` (everything comes from the checkpoint), or
     directly from a model, MelConfig, statistics ``{"A": SpeakerStats, "B": ...}`` and
     a vocoder (a :class:`~voiceconv.vocoders.base.Vocoder` or a spec string for
@@ -149,19 +164,21 @@ class VoiceConverter:
 
     def __init__(
         self,
-        model: CycleGAN,
+        model: CycleGAN | None,
         mel_config: MelConfig,
         stats: Mapping[str, SpeakerStats],
         vocoder: Vocoder | str | os.PathLike[str] = "griffinlim",
         *,
         speakers: Mapping[str, str] | None = None,
         device: torch.device | str = "cpu",
-        precision: str = "fp32",
+        precision: str = "auto",
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
         context_frames: int = DEFAULT_CONTEXT_FRAMES,
         vocoder_chunk_frames: int = DEFAULT_VOCODER_CHUNK_FRAMES,
         vocoder_context_frames: int = DEFAULT_VOCODER_CONTEXT_FRAMES,
         source: str | os.PathLike[str] | None = None,
+        preparation: Preparation | None = None,
+        output_level: OutputLevel = "input",
     ) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -179,13 +196,17 @@ class VoiceConverter:
                     f"speaker statistics {role} have {stats[role].n_mels} mel bins, "
                     f"the MelConfig {mel_config.n_mels}"
                 )
-        model_mels = model.hparams.get("n_mels")
+        model_mels = model.hparams.get("n_mels") if model is not None else None
         if model_mels is not None and model_mels != mel_config.n_mels:
             raise MelConfigMismatch(
                 f"model expects {model_mels} mel bins, the MelConfig has {mel_config.n_mels}"
             )
+        if output_level not in OUTPUT_LEVELS:
+            raise ConfigError(f"output_level must be one of {OUTPUT_LEVELS}, got {output_level!r}")
         self.device = _resolve_device(device)
-        self.precision = precision
+        self.precision = resolve_precision(precision, self.device)
+        self.preparation = preparation if preparation is not None else Preparation.raw()
+        self.output_level: OutputLevel = output_level
         self.mel_config = mel_config
         self.stats = {role: stats[role] for role in ("A", "B")}
         self.speakers = dict(speakers) if speakers else {"A": "A", "B": "B"}
@@ -196,8 +217,8 @@ class VoiceConverter:
         self.vocoder_context_frames = vocoder_context_frames
         # Only the generators take part in conversion: the discriminators stay where
         # they are (off the accelerator).
-        self.model = model.eval()
-        for g in model.generators():
+        self.model = model.eval() if model is not None else None
+        for g in model.generators() if model is not None else ():
             g.to(self.device)
         if isinstance(vocoder, str | os.PathLike):
             vocoder = load_vocoder(vocoder, mel_config, self.device)
@@ -214,12 +235,15 @@ class VoiceConverter:
         path: str | os.PathLike[str],
         device: torch.device | str = "cpu",
         vocoder: Vocoder | str | os.PathLike[str] = "griffinlim",
-        precision: str = "fp32",
+        precision: str = "auto",
+        statistics_only: bool = False,
         **options: Any,
     ) -> VoiceConverter:
         """Everything from one training checkpoint (``weights_only`` loading).
 
-        ``options`` go to the constructor (chunk sizes). Raises
+        ``statistics_only``: leave the generator out, so that each mel bin's mean and
+        variance are moved from the source speaker's to the target's and nothing else
+        (the yardstick a model must beat). ``options`` go to the constructor (chunk sizes). Raises
         :class:`~voiceconv.errors.CheckpointError` naming ``path`` when the file is
         missing, corrupt, not a training checkpoint, or holds unusable entries, and
         :class:`~voiceconv.errors.MelConfigMismatch` for a vocoder made for other mels.
@@ -248,12 +272,13 @@ class VoiceConverter:
             first = (str(exc).strip().splitlines() or [""])[0]
             raise CheckpointError(path, f"weights do not fit the model: {first}") from None
         speakers = {str(k): str(v) for k, v in dict(ckpt.get("speakers") or {}).items()}
+        options.setdefault("preparation", _checkpoint_preparation(ckpt, path))
         if isinstance(vocoder, str | os.PathLike):
             vocoder = load_vocoder(vocoder, mel_config, _resolve_device(device))
         else:
             mel_config.check_same(vocoder.mel_config, what="vocoder")
         try:
-            return cls(model, mel_config, stats, vocoder, speakers=speakers, device=device,
+            return cls(None if statistics_only else model, mel_config, stats, vocoder, speakers=speakers, device=device,
                        precision=precision, source=path, **options)
         except MelConfigMismatch as exc:
             raise CheckpointError(path, str(exc)) from None
@@ -283,6 +308,9 @@ class VoiceConverter:
         return contextlib.nullcontext()
 
     def _generator(self, direction: str) -> Callable[[Tensor], Tensor]:
+        if self.model is None:  # statistics only: the normalised mels pass unchanged
+            return lambda x: x
+
         def run(x: Tensor) -> Tensor:
             with self._autocast():
                 y = self.model.convert(x, direction)
@@ -341,7 +369,8 @@ class VoiceConverter:
         return log_mel_chunked(self.logmel, torch.from_numpy(np.ascontiguousarray(wav)), device=self.device)
 
     def prepare(self, wav: np.ndarray, sr: int, path: Path | None = None) -> np.ndarray:
-        """``wav`` checked, down-mixed to mono and resampled to :attr:`sample_rate`.
+        """``wav`` checked, down-mixed to mono and resampled to :attr:`sample_rate`
+        (the level and trimming come later, :meth:`prepare_for_model`).
 
         Raises :class:`~voiceconv.errors.AudioError` (naming ``path``, or
         ``<array>``) for integer samples, a bad shape, NaN/inf, silence, a rate
@@ -374,13 +403,22 @@ class VoiceConverter:
             )
         return wav
 
+    def prepare_for_model(self, wav: np.ndarray, path: Path | None = None) -> PreparedAudio:
+        """The checkpoint's trimming and level applied to a mono waveform at :attr:`sample_rate`."""
+        return self.preparation.for_conversion(wav, self.sample_rate, path, min_samples=self.mel_config.n_fft)
+
+    def finish(self, prepared: PreparedAudio, converted: np.ndarray, path: Path | None = None) -> np.ndarray:
+        """Converted span back in place, at :attr:`output_level`, scaled down if it would clip."""
+        return _limit_peak(prepared.restore(converted, self.output_level), path)
+
     @torch.inference_mode()
     def _convert_wave(self, wav: np.ndarray, direction: str, source: Path | None = None) -> np.ndarray:
         """Checked mono waveform at the MelConfig rate -> converted waveform, same length."""
-        mel = self.analyse(wav)
+        prepared = self.prepare_for_model(wav, source)
+        mel = self.analyse(prepared.wav)
         conv = self.convert_mel(mel, direction)
         assert isinstance(conv, Tensor)
-        return self.vocode(conv, wav.shape[-1], source)
+        return self.finish(prepared, self.vocode(conv, prepared.wav.shape[-1], source), source)
 
     # ------------------------------------------------------------ public API
     def convert(
@@ -505,7 +543,7 @@ class VoiceConverter:
             loaded = []
             for it in group:
                 try:
-                    it.wav = self._load(it.source)
+                    it.prepared = self.prepare_for_model(self._load(it.source), it.source)
                     loaded.append(it)
                 except VoiceconvError as exc:
                     report(it.index, None, "failed", str(exc))
@@ -527,23 +565,37 @@ class VoiceConverter:
         """Generator on loaded short items together (padded by repeating their last frame),
     then each item vocoded and written on its own."""
         src, tgt = self.roles(direction)
-        mels = [self.analyse(it.wav) for it in items if it.wav is not None]
+        mels = [self.analyse(it.prepared.wav) for it in items if it.prepared is not None]
         lengths = [m.shape[-1] for m in mels]
         longest = max(lengths)
         batch = torch.stack([F.pad(m[None], (0, longest - m.shape[-1]), mode="replicate")[0] for m in mels])
         y = self.stats[tgt].denormalize(self._convert_normalised(self.stats[src].normalize(batch), direction))
         for row, it, n_frames in zip(y, items, lengths, strict=True):
-            assert it.wav is not None
-            n = it.wav.shape[-1]
-            it.wav = None
+            prepared, it.prepared = it.prepared, None
+            assert prepared is not None
             try:
                 # each item's own frames, vocoded alone: a file's waveform does not
                 # depend on the other files of its batch (Griffin-Lim's random start)
-                out = self.vocode(row[:, :n_frames], n, it.source)
-                save_audio(it.output, out, self.sample_rate)
+                out = self.vocode(row[:, :n_frames], prepared.wav.shape[-1], it.source)
+                save_audio(it.output, self.finish(prepared, out, it.source), self.sample_rate)
                 report(it.index, it.output, "converted")
             except VoiceconvError as exc:
                 report(it.index, None, "failed", str(exc))
+
+
+def _checkpoint_preparation(ckpt: Mapping[str, Any], path: Path) -> Preparation:
+    """The checkpoint's stored preparation; for older ones, its config's ``data`` settings
+    (what its feature cache was made with), else none."""
+    stored = ckpt.get("preparation")
+    try:
+        if stored:
+            return Preparation.from_dict(dict(stored))
+        data = dict((ckpt.get("config") or {}).get("data") or {})
+        if "trim_top_db" in data or "normalize" in data:
+            return Preparation(trim_top_db=data.get("trim_top_db"), normalize=data.get("normalize"))
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise CheckpointError(path, f"unusable preparation settings: {exc}") from None
+    return Preparation.raw()
 
 
 def _groups(items: Sequence[_Item], batch_size: int, max_pad_fraction: float) -> list[list[_Item]]:

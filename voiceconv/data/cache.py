@@ -40,9 +40,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from voiceconv.audio.io import load_audio
 from voiceconv.audio.mel import MelConfig, log_mel
-from voiceconv.audio.processing import normalize_loudness, normalize_peak, trim_silence
+from voiceconv.audio.preparation import NORMALIZE_CHOICES, Preparation
 from voiceconv.audio.stats import SpeakerStats
 from voiceconv.data.corpora import Utterance, check_name
 from voiceconv.errors import AudioError, ConfigError, CorpusError, MelConfigMismatch, VoiceconvError
@@ -54,9 +53,6 @@ MANIFEST = "manifest.jsonl"
 FEATS_DIR = "feats"
 STATS_DIR = "stats"
 ERRORS_LOG = "errors.log"
-
-#: Loudness/level normalisations :func:`preprocess` accepts (``None``: leave as is).
-NORMALIZE_CHOICES = ("peak", "loudness", None)
 
 _MANIFEST_KEYS = ("speaker", "utt_id", "source", "feature", "n_frames", "duration_s", "sample_rate")
 
@@ -211,18 +207,8 @@ def _compute_one(
     """
     try:
         cfg = MelConfig.from_dict(cfg_dict)
-        wav, sr = load_audio(source, cfg.sample_rate, min_samples=cfg.n_fft)
-        if trim_top_db is not None:
-            wav = trim_silence(wav, sr, top_db=trim_top_db)
-            if wav.size < cfg.n_fft:
-                raise AudioError(
-                    source,
-                    f"{wav.size} samples left after trimming silence (need {cfg.n_fft})",
-                )
-        if normalize == "peak":
-            wav = normalize_peak(wav)
-        elif normalize == "loudness":
-            wav = normalize_loudness(wav)
+        sr = cfg.sample_rate
+        wav = Preparation(trim_top_db, normalize).load(source, sr, min_samples=cfg.n_fft)
         try:
             mel = np.asarray(log_mel(wav, cfg), dtype=np.float32)
         except AudioError as err:  # log_mel sees an array; name the file instead
@@ -473,6 +459,17 @@ class FeatureCache:
     def mel_config(self) -> MelConfig:
         """The :class:`MelConfig` every feature in this cache was made with."""
         return self._mel_config
+
+    @property
+    def preparation(self) -> Preparation:
+        """How the audio was trimmed and level-set before analysis (``preprocess.json``)."""
+        path = self.root / PREPROCESS_JSON
+        if not path.is_file():
+            return Preparation.raw()
+        try:
+            return Preparation.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, ConfigError) as err:
+            raise CorpusError(path, f"unreadable preprocessing options ({err})") from None
 
     @property
     def speakers(self) -> list[str]:

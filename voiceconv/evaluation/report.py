@@ -4,8 +4,11 @@ Files are paired by stem (``DIR/<stem>.wav``). For every pair we compute the MCD
 (:mod:`voiceconv.evaluation.mcd`) and the F0 scores
 (:mod:`voiceconv.evaluation.f0_metrics`) and, given a trained
 :class:`~voiceconv.evaluation.speaker.SpeakerClassifier`, the speaker it hears.
-With a source folder the unconverted source is scored the same way, so the report
-shows the baseline beside the conversion. A bad file costs one line in
+With a source folder the unconverted source, and with a statistics-only folder the
+source with each mel bin's mean and variance moved to the target speaker's (vocoded
+by the same vocoder), are scored the same way: the report shows both yardsticks
+beside the conversion for every metric, including the DTW log-mel distance
+(:mod:`voiceconv.evaluation.mel_distance`) and a frame-level speaker classifier. A bad file costs one line in
 ``problems`` and the rest are still evaluated.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,26 +25,53 @@ import numpy as np
 
 from voiceconv.audio.io import load_audio
 from voiceconv.audio.mel import MelConfig, log_mel
+from voiceconv.audio.processing import resample
 from voiceconv.errors import VoiceconvError
 from voiceconv.evaluation.f0_metrics import f0_scores
 from voiceconv.evaluation.mcd import WorldFeatures, mcd_from_mcep, world_features
-from voiceconv.evaluation.speaker import SpeakerClassifier
+from voiceconv.evaluation.mel_distance import dtw_log_mel_distance
+from voiceconv.evaluation.speaker import FrameSpeakerClassifier, SpeakerClassifier
 from voiceconv.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
 
 AUDIO_EXT = (".wav", ".flac", ".ogg", ".mp3")
 
 
+#: the systems a report compares, in column order: the conversion and its two yardsticks
+SYSTEMS = ("converted", "statistics_only", "source")
+SYSTEM_TITLES = {"converted": "converted", "statistics_only": "statistics-only shift",
+                 "source": "unconverted source"}
+#: (key, title, lower is better) of each metric, in row order
+METRICS = (
+    ("mcd", "MCD (dB, DTW, c1-c24)", True),
+    ("mel_distance", "DTW log-mel distance", True),
+    ("f0_rmse_cents", "log-F0 RMSE (cents)", True),
+    ("f0_corr", "log-F0 correlation", False),
+    ("vuv_error", "V/UV error", True),
+)
+
+
 @dataclass
-class UtteranceScores:
-    stem: str
+class SystemScores:
+    """One system's scores for one utterance against its reference."""
+
     mcd: float
+    mel_distance: float
     f0_rmse_cents: float
     f0_corr: float
     vuv_error: float
-    speaker: str | None = None
-    source_mcd: float | None = None
-    source_f0_rmse_cents: float | None = None
-    source_speaker: str | None = None
+    speaker: str | None = None  # SpeakerClassifier (per-bin mean/std)
+    frame_speaker: str | None = None  # FrameSpeakerClassifier (frame-level structure)
+
+
+@dataclass
+class UtteranceScores:
+    stem: str
+    systems: dict[str, SystemScores] = field(default_factory=dict)
+
+
+def _key(system: str, metric: str) -> str:
+    """Flat key of a mean: the conversion's unprefixed, the yardsticks' prefixed."""
+    return metric if system == "converted" else f"{system}_{metric}"
 
 
 @dataclass
@@ -50,44 +81,60 @@ class EvaluationReport:
     target_speaker: str | None = None
 
     def means(self) -> dict[str, float]:
+        """Mean of every metric per system: ``mcd``, ``source_mcd``, ``statistics_only_mcd``,
+        ..., and ``speaker_accuracy``/``frame_speaker_accuracy`` (share labelled the target)."""
         out: dict[str, float] = {}
-        for key in ("mcd", "f0_rmse_cents", "f0_corr", "vuv_error", "source_mcd", "source_f0_rmse_cents"):
-            vals = [getattr(r, key) for r in self.rows if getattr(r, key) is not None]
-            vals = [v for v in vals if not math.isnan(v)]
-            if vals:
-                out[key] = float(np.mean(vals))
-        if self.target_speaker is not None:
-            conv = [r.speaker for r in self.rows if r.speaker is not None]
-            if conv:
-                out["speaker_accuracy"] = float(np.mean([s == self.target_speaker for s in conv]))
-            src = [r.source_speaker for r in self.rows if r.source_speaker is not None]
-            if src:
-                out["source_speaker_accuracy"] = float(np.mean([s == self.target_speaker for s in src]))
+        for system in SYSTEMS:
+            scored = [r.systems[system] for r in self.rows if system in r.systems]
+            if not scored:
+                continue
+            for metric, _, _ in METRICS:
+                vals = [v for v in (getattr(sc, metric) for sc in scored) if not math.isnan(v)]
+                if vals:
+                    out[_key(system, metric)] = float(np.mean(vals))
+            if self.target_speaker is None:
+                continue
+            for attr in ("speaker", "frame_speaker"):
+                labels = [getattr(sc, attr) for sc in scored if getattr(sc, attr) is not None]
+                if labels:
+                    out[_key(system, f"{attr}_accuracy")] = float(np.mean([x == self.target_speaker for x in labels]))
         return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"n": len(self.rows), "target_speaker": self.target_speaker, "means": self.means(),
-                "utterances": [asdict(r) for r in self.rows], "problems": self.problems}
+                "utterances": [{"stem": r.stem, **{k: asdict(v) for k, v in r.systems.items()}}
+                               for r in self.rows],
+                "problems": self.problems}
 
     def to_markdown(self) -> str:
         m = self.means()
+        present = [s for s in SYSTEMS if any(s in r.systems for r in self.rows)]
         lines = ["# Voice-conversion evaluation", "", f"{len(self.rows)} utterance pairs.", ""]
-        lines += ["| metric | converted | unconverted source |", "|---|---|---|"]
+        lines += ["| metric | " + " | ".join(SYSTEM_TITLES[s] for s in present) + " |",
+                  "|---" * (len(present) + 1) + "|"]
 
         def fmt(key: str) -> str:
             return f"{m[key]:.3f}" if key in m else "-"
 
-        lines.append(f"| MCD (dB, DTW, c1-c24) | {fmt('mcd')} | {fmt('source_mcd')} |")
-        lines.append(f"| log-F0 RMSE (cents) | {fmt('f0_rmse_cents')} | {fmt('source_f0_rmse_cents')} |")
-        lines.append(f"| log-F0 correlation | {fmt('f0_corr')} | - |")
-        lines.append(f"| V/UV error | {fmt('vuv_error')} | - |")
+        for metric, title, _ in METRICS:
+            lines.append(f"| {title} | " + " | ".join(fmt(_key(s, metric)) for s in present) + " |")
         if self.target_speaker is not None:
-            lines.append(f"| speaker accuracy (as {self.target_speaker}) | {fmt('speaker_accuracy')} | "
-                         f"{fmt('source_speaker_accuracy')} |")
-        lines += ["", "## Per utterance", "", "| stem | MCD | source MCD | F0 RMSE | speaker |", "|---|---|---|---|---|"]
+            for attr, title in (("speaker", "speaker classifier, per-bin mean/std"),
+                                ("frame_speaker", "speaker classifier, frame-level GMM")):
+                if any(_key(s, f"{attr}_accuracy") in m for s in present):
+                    lines.append(f"| {title}: labelled {self.target_speaker} | "
+                                 + " | ".join(fmt(_key(s, f"{attr}_accuracy")) for s in present) + " |")
+        lines += ["", "The statistics-only shift moves each mel bin's mean and variance from the source "
+                  "speaker's to the target's and vocodes with the same vocoder: a model has to beat it, "
+                  "not only the unconverted source. The metrics can disagree about it (the per-bin "
+                  "classifier is matched by the shift by construction; the frame-level one is not)."]
+        lines += ["", "## Per utterance (MCD, dB)", "",
+                  "| stem | " + " | ".join(SYSTEM_TITLES[s] for s in present) + " | frame-level speaker |",
+                  "|---" * (len(present) + 2) + "|"]
         for r in self.rows:
-            smcd = f"{r.source_mcd:.3f}" if r.source_mcd is not None else "-"
-            lines.append(f"| {r.stem} | {r.mcd:.3f} | {smcd} | {r.f0_rmse_cents:.1f} | {r.speaker or '-'} |")
+            cells = [f"{r.systems[s].mcd:.3f}" if s in r.systems else "-" for s in present]
+            conv = r.systems.get("converted")
+            lines.append(f"| {r.stem} | " + " | ".join(cells) + f" | {(conv.frame_speaker if conv else None) or '-'} |")
         if self.problems:
             lines += ["", "## Problems", ""] + [f"- {p}" for p in self.problems]
         return "\n".join(lines) + "\n"
@@ -124,12 +171,22 @@ def _plot(path: Path, mels: dict[str, np.ndarray], f0s: dict[str, WorldFeatures]
     plt.close(fig)
 
 
-def _cached_mel(cache: dict[str, np.ndarray], paths: dict[str, Path | None], name: str,
-                cfg: MelConfig) -> np.ndarray:
-    """Log-mel of ``paths[name]`` at ``cfg``, loaded and computed once per utterance."""
-    if name not in cache:
-        cache[name] = log_mel(load_audio(paths[name], cfg.sample_rate)[0], cfg)
-    return cache[name]
+def _at_rate(wav: np.ndarray, sr: int, rate: int) -> np.ndarray:
+    return wav if sr == rate else resample(wav, sr, rate)
+
+
+def _score(ref: WorldFeatures, ref_mel: np.ndarray, wav: np.ndarray, sr: int, mel: np.ndarray,
+           classifiers: Sequence[Any]) -> tuple[SystemScores, WorldFeatures]:
+    w = world_features(wav, sr)
+    f0 = f0_scores(ref, w)
+    sc = SystemScores(mcd_from_mcep(ref.mcep, w.mcep), dtw_log_mel_distance(mel, ref_mel),
+                      f0.log_f0_rmse_cents, f0.log_f0_corr, f0.vuv_error)
+    clf, frame_clf = classifiers
+    if clf is not None:
+        sc.speaker = clf.predict([mel])[0]
+    if frame_clf is not None:
+        sc.frame_speaker = frame_clf.predict([mel])[0]
+    return sc, w
 
 
 def evaluate_folders(
@@ -140,39 +197,35 @@ def evaluate_folders(
     target_speaker: str | None = None,
     plots_dir: str | os.PathLike[str] | None = None,
     max_plots: int = 5,
+    statistics_only: str | os.PathLike[str] | None = None,
+    frame_classifier: FrameSpeakerClassifier | None = None,
 ) -> EvaluationReport:
-    """Score every converted file that has a reference with the same stem."""
+    """Score every converted file that has a reference with the same stem, and beside it
+    the unconverted ``source`` and the ``statistics_only`` renders of the same stems."""
     conv, ref = audio_files_by_stem(converted), audio_files_by_stem(reference)
-    src = audio_files_by_stem(source) if source is not None else {}
+    others = {"source": audio_files_by_stem(source) if source is not None else {},
+              "statistics_only": audio_files_by_stem(statistics_only) if statistics_only is not None else {}}
     report = EvaluationReport(target_speaker=target_speaker)
     for stem in sorted(set(conv) - set(ref)):
         report.problems.append(f"{conv[stem]}: no reference with stem {stem!r} in {reference}")
-    mel_cfg = classifier.mel_config if classifier is not None else MelConfig()
+    clf_cfg = next((c.mel_config for c in (classifier, frame_classifier) if c is not None), MelConfig())
+    classifiers = (classifier, frame_classifier)
     for stem in sorted(set(conv) & set(ref)):
         try:
             ref_wav, sr = load_audio(ref[stem])
-            conv_wav, _ = load_audio(conv[stem], sr)
-            wr, wc = world_features(ref_wav, sr), world_features(conv_wav, sr)
-            f0 = f0_scores(wr, wc)
-            row = UtteranceScores(stem, mcd_from_mcep(wr.mcep, wc.mcep), f0.log_f0_rmse_cents,
-                                  f0.log_f0_corr, f0.vuv_error)
-            paths = {"source": src.get(stem), "converted": conv[stem], "reference": ref[stem]}
-            mels: dict[str, np.ndarray] = {}
-            f0s = {"reference": wr, "converted": wc}
-            if classifier is not None:
-                row.speaker = classifier.predict([_cached_mel(mels, paths, "converted", mel_cfg)])[0]
-            if stem in src:
-                src_wav, _ = load_audio(src[stem], sr)
-                ws = world_features(src_wav, sr)
-                row.source_mcd = mcd_from_mcep(wr.mcep, ws.mcep)
-                row.source_f0_rmse_cents = f0_scores(wr, ws).log_f0_rmse_cents
-                f0s["source"] = ws
-                if classifier is not None:
-                    row.source_speaker = classifier.predict([_cached_mel(mels, paths, "source", mel_cfg)])[0]
+            wr = world_features(ref_wav, sr)
+            mels = {"reference": log_mel(_at_rate(ref_wav, sr, clf_cfg.sample_rate), clf_cfg)}
+            f0s = {"reference": wr}
+            row = UtteranceScores(stem)
+            files = {"converted": conv[stem], **{k: v[stem] for k, v in others.items() if stem in v}}
+            for system, path in files.items():
+                wav, _ = load_audio(path, sr)
+                mels[system] = log_mel(_at_rate(wav, sr, clf_cfg.sample_rate), clf_cfg)
+                row.systems[system], f0s[system] = _score(wr, mels["reference"], wav, sr, mels[system],
+                                                          classifiers)
             report.rows.append(row)
             if plots_dir is not None and len(report.rows) <= max_plots:
-                shown = {name: _cached_mel(mels, paths, name, mel_cfg) for name, path in paths.items() if path is not None}
-                _plot(Path(plots_dir) / f"{stem}.png", shown, f0s)
+                _plot(Path(plots_dir) / f"{stem}.png", mels, {k: f0s[k] for k in ("reference", "converted", "source") if k in f0s})
         except VoiceconvError as err:
             report.problems.append(str(err))
     return report

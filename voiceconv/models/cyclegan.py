@@ -210,9 +210,15 @@ class CycleGAN(SavableModule):
         return 0.0
 
     # -------------------------------------------------------------- training
-    def generator_step(self, real_a: Tensor, real_b: Tensor, step: int) -> GeneratorOutput:
-        """Generator loss for one batch of each domain (see the class docstring)."""
-        w_id = self.identity_weight(step)
+    def generator_step(
+        self, real_a: Tensor, real_b: Tensor, step: int, identity_weight: float | None = None
+    ) -> GeneratorOutput:
+        """Generator loss for one batch of each domain (see the class docstring).
+
+        ``identity_weight`` overrides :meth:`identity_weight` (a trainer whose identity
+        schedule is a fraction of its run passes it in).
+        """
+        w_id = self.identity_weight(step) if identity_weight is None else float(identity_weight)
         fake_b = self.translate(self.g_ab, real_a, "forward")
         cycle_a = self.translate(self.g_ba, fake_b, "cycle")
         fake_a = self.translate(self.g_ba, real_b, "forward")

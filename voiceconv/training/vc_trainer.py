@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from voiceconv.audio.mel import MelConfig
+from voiceconv.audio.preparation import Preparation
 from voiceconv.data.crops import CropSampler
 from voiceconv.errors import CheckpointError, ConfigError, TrainingDiverged
 from voiceconv.models.base import model_payload
@@ -78,8 +79,11 @@ class TrainerSettings:
     Learning rates are constant until ``decay_start`` and reach 0 at ``total_steps``;
     ``total_steps=None`` means ``max_steps`` and ``decay_start=None`` half of that
     (CycleGAN-VC2: 2e5 iterations, decay over the second 1e5). ``precision="auto"``
-    means bf16 autocast on CUDA and fp32 on CPU. ``image_every``/``log_every`` = 0
-    turn that logging off.
+    means bf16 autocast on CUDA and fp32 on CPU (the run scripts resolve it per machine
+    first, :mod:`voiceconv.training.autotune`). ``identity_fraction``: the identity loss
+    is on for this fraction of ``total_steps`` (CycleGAN-VC2: 1e4 of 2e5 = 0.05), so that
+    short runs keep the paper's proportion; ``None`` leaves it to the model's
+    ``identity_steps``. ``image_every``/``log_every`` = 0 turn that logging off.
     """
 
     max_steps: int = 200_000
@@ -94,8 +98,11 @@ class TrainerSettings:
     progress: bool = True
     seed: int = 0
     find_unused_parameters: bool = False
+    identity_fraction: float | None = None
 
     def __post_init__(self) -> None:
+        if self.identity_fraction is not None and not 0.0 <= self.identity_fraction <= 1.0:
+            raise ConfigError(f"trainer.identity_fraction must be in [0, 1] or null, got {self.identity_fraction}")
         if self.max_steps < 0:
             raise ConfigError(f"trainer.max_steps must be >= 0, got {self.max_steps}")
         if self.precision not in PRECISIONS:
@@ -107,6 +114,14 @@ class TrainerSettings:
     def schedule_end(self) -> int:
         """The step at which both learning rates reach 0."""
         return self.max_steps if self.total_steps is None else self.total_steps
+
+    @property
+    def identity_end(self) -> int | None:
+        """First step without the identity loss (``identity_fraction`` of the schedule), or
+        None when the model's own ``identity_steps`` decide."""
+        if self.identity_fraction is None:
+            return None
+        return round(self.identity_fraction * self.schedule_end)
 
     @property
     def schedule_knee(self) -> int:
@@ -122,6 +137,7 @@ class RunInfo:
     stats: Mapping[str, Any]  # {"A": SpeakerStats, "B": SpeakerStats}
     speakers: Mapping[str, str]  # {"A": name, "B": name}
     config: dict[str, Any] = field(default_factory=dict)  # resolved run configuration
+    preparation: Preparation | None = None  # trimming/level of the training audio, for conversion
 
 
 class StepOutput(NamedTuple):
@@ -273,6 +289,7 @@ class VCTrainer:
             "mel_config": self.info.mel_config.to_dict(),
             "stats": {role: s.to_dict() for role, s in self.info.stats.items()},
             "speakers": dict(self.info.speakers),
+            "preparation": self.info.preparation.to_dict() if self.info.preparation else None,
         }
 
     def save_checkpoint(self) -> Path | None:
@@ -352,6 +369,12 @@ class VCTrainer:
             self.scaler.scale(loss).backward()
             self.scaler.step(optimizer)
 
+    def _identity_weight(self) -> float | None:
+        end = self.settings.identity_end
+        if end is None:
+            return None
+        return self.model.lambda_identity if self.step < end else 0.0
+
     def train_step(self) -> StepOutput:
         """One G step and one D step on a fresh batch (see the module docstring)."""
         dev = self.ctx.device
@@ -359,7 +382,7 @@ class VCTrainer:
 
         # 1. generator step (D weights not updated here)
         with self._discriminators_out_of_g_step(), self._autocast():
-            out = self.model.generator_step(real_a, real_b, self.step)
+            out = self.model.generator_step(real_a, real_b, self.step, self._identity_weight())
         self._check_finite({"generator": out.loss})
         self.opt_g.zero_grad(set_to_none=True)
         self._backward_and_step(out.loss, self.opt_g)
