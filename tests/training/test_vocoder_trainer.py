@@ -16,6 +16,7 @@ import torch
 from voiceconv.audio.mel import LogMel, MelConfig
 from voiceconv.errors import CheckpointError, ConfigError, MelConfigMismatch, TrainingDiverged
 from voiceconv.training.seeding import seed_everything
+from voiceconv.training.vocoder_run import model_discriminators
 from voiceconv.training.vocoder_trainer import (
     SegmentSampler,
     VocoderSettings,
@@ -63,8 +64,8 @@ def _trainer(run_dir, *, max_steps=2, seed=0, waves=None, lr=2e-4, optimizer=Non
 
     make_opt = optimizer or adamw
     return VocoderTrainer(
-        HiFiGANGenerator(MEL.to_dict(), **G_KW), MultiPeriodDiscriminator(**MPD_KW),
-        MultiScaleDiscriminator(**MSD_KW), sampler, settings, run_dir,
+        HiFiGANGenerator(MEL.to_dict(), **G_KW), {"mpd": MultiPeriodDiscriminator(**MPD_KW),
+         "msd": MultiScaleDiscriminator(**MSD_KW)}, sampler, settings, run_dir,
         make_opt_g=make_opt, make_opt_d=make_opt, config={"note": "tiny test run"},
     )
 
@@ -110,7 +111,7 @@ def test_griffinlim_source_generator_trains_with_stft_and_magnitude_losses(tmp_p
                                lambda_stft=3.0, lambda_magnitude=2.0, progress=False, log_every=0,
                                audio_every=0)
     sampler = SegmentSampler(_waves(), MEL, SEGMENT, 2)
-    trainer = VocoderTrainer(gen, MultiPeriodDiscriminator(**MPD_KW), MultiScaleDiscriminator(**MSD_KW),
+    trainer = VocoderTrainer(gen, {"mpd": MultiPeriodDiscriminator(**MPD_KW),  "msd": MultiScaleDiscriminator(**MSD_KW)},
                              sampler, settings, tmp_path / "run", make_opt_g=_sgd, make_opt_d=_sgd)
     ref = copy.deepcopy(trainer.generator)
     wav, mel = copy.deepcopy(trainer.sampler).next_batch()
@@ -192,9 +193,9 @@ def _reference_update(gen, mpd, msd, wav, mel):
 
 def test_one_step_equals_the_papers_update(tmp_path):
     trainer = _trainer(tmp_path / "run", max_steps=1, optimizer=_sgd)
-    gen, mpd, msd = (copy.deepcopy(m) for m in (trainer.generator, trainer.mpd, trainer.msd))
+    gen, mpd, msd = (copy.deepcopy(m) for m in (trainer.generator, trainer.discriminators["mpd"], trainer.discriminators["msd"]))
     wav, mel = copy.deepcopy(trainer.sampler).next_batch()
-    before = _flat(trainer.generator, trainer.mpd, trainer.msd)
+    before = _flat(trainer.generator, trainer.discriminators["mpd"], trainer.discriminators["msd"])
 
     d_ref, g_ref = _reference_update(gen, mpd, msd, wav, mel)
     logs = trainer.train_step()
@@ -203,17 +204,17 @@ def test_one_step_equals_the_papers_update(tmp_path):
     assert float(logs["d_total"]) == pytest.approx(d_ref, rel=1e-5)
     assert float(logs["g_total"]) == pytest.approx(g_ref, rel=1e-5)
     torch.testing.assert_close(_flat(trainer.generator), _flat(gen), rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(_flat(trainer.mpd, trainer.msd), _flat(mpd, msd), rtol=1e-4, atol=1e-6)
-    assert not torch.equal(_flat(trainer.generator, trainer.mpd, trainer.msd), before)
-    assert all(p.requires_grad for p in [*trainer.mpd.parameters(), *trainer.msd.parameters()])
+    torch.testing.assert_close(_flat(trainer.discriminators["mpd"], trainer.discriminators["msd"]), _flat(mpd, msd), rtol=1e-4, atol=1e-6)
+    assert not torch.equal(_flat(trainer.generator, trainer.discriminators["mpd"], trainer.discriminators["msd"]), before)
+    assert all(p.requires_grad for p in [*trainer.discriminators["mpd"].parameters(), *trainer.discriminators["msd"].parameters()])
 
 
 def test_default_optimiser_is_the_papers_adamw(tmp_path):
     seed_everything(0)
     sampler = SegmentSampler(_waves(), MEL, SEGMENT, 2)
     settings = VocoderSettings(segment_size=SEGMENT, batch_size=2, progress=False)
-    trainer = VocoderTrainer(HiFiGANGenerator(MEL.to_dict(), **G_KW), MultiPeriodDiscriminator(**MPD_KW),
-                             MultiScaleDiscriminator(**MSD_KW), sampler, settings, tmp_path / "run")
+    trainer = VocoderTrainer(HiFiGANGenerator(MEL.to_dict(), **G_KW), {"mpd": MultiPeriodDiscriminator(**MPD_KW),
+                              "msd": MultiScaleDiscriminator(**MSD_KW)}, sampler, settings, tmp_path / "run")
     for opt in (trainer.opt_g, trainer.opt_d):
         assert isinstance(opt, torch.optim.AdamW)
         group = opt.param_groups[0]
@@ -222,11 +223,11 @@ def test_default_optimiser_is_the_papers_adamw(tmp_path):
 
 def test_before_disc_start_only_the_generator_learns_from_the_mel_loss(tmp_path):
     trainer = _trainer(tmp_path / "run", max_steps=1, disc_start_step=5, optimizer=_sgd)
-    d_before = _flat(trainer.mpd, trainer.msd)
+    d_before = _flat(trainer.discriminators["mpd"], trainer.discriminators["msd"])
     gen = copy.deepcopy(trainer.generator)
     wav, mel = copy.deepcopy(trainer.sampler).next_batch()
     logs = trainer.train_step()
-    assert torch.equal(_flat(trainer.mpd, trainer.msd), d_before)
+    assert torch.equal(_flat(trainer.discriminators["mpd"], trainer.discriminators["msd"]), d_before)
     assert float(logs["d_total"]) == 0.0 and float(logs["fm_mpd"]) == 0.0
     loss_front = LogMel(MelConfig(**{**MEL.to_dict(), "fmax": None}))
     opt = _sgd(gen.parameters())
@@ -280,7 +281,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     result = second.fit()
 
     assert result.step == 4 and second.step == 4
-    for a, b in ((straight.generator, second.generator), (straight.mpd, second.mpd), (straight.msd, second.msd)):
+    for a, b in ((straight.generator, second.generator), (straight.discriminators["mpd"], second.discriminators["mpd"]), (straight.discriminators["msd"], second.discriminators["msd"])):
         assert torch.equal(_flat(a), _flat(b))
     assert second.opt_g.param_groups[0]["lr"] == straight.opt_g.param_groups[0]["lr"]
     s_state, r_state = straight.opt_d.state_dict()["state"], second.opt_d.state_dict()["state"]
@@ -401,7 +402,7 @@ def test_every_vocoder_config_composes_builds_and_vocodes(tmp_path, model, train
     with torch.no_grad():
         wav = gen(torch.randn(1, mel_cfg.n_mels, 4) - 4.0)
         assert wav.shape == (1, 4 * mel_cfg.hop_length)
-        for disc in (instantiate(cfg.model.mpd), instantiate(cfg.model.msd)):
+        for disc in (instantiate(node) for node in model_discriminators(cfg.model).values()):
             logits, _ = disc(wav)
             assert logits and all(torch.isfinite(x).all() for x in logits)
 

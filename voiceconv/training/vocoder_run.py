@@ -42,6 +42,22 @@ def data_preparation(data: DictConfig) -> Preparation:
     return Preparation(trim_top_db=data.get("trim_top_db"), normalize=data.get("normalize"))
 
 
+def model_discriminators(model: DictConfig) -> dict[str, Any]:
+    """The discriminator configs of a ``conf/vocoder/model`` entry, by name.
+
+    A config names them under ``discriminators`` (Vocos: ``mpd`` and ``mrd``); the HiFi-GAN
+    configs keep their top-level ``mpd`` and ``msd`` entries, so their checkpoints, which
+    store the discriminators under those names, keep resuming.
+    """
+    if model.get("discriminators") is not None:
+        found = dict(model.discriminators.items())
+    else:
+        found = {name: model[name] for name in ("mpd", "msd") if model.get(name) is not None}
+    if not found:
+        raise ConfigError("the vocoder model config names no discriminator (model.discriminators or model.mpd/msd)")
+    return found
+
+
 def train_vocoder(cfg: DictConfig) -> Any:
     """Train with a composed ``conf/vocoder/config.yaml`` config; returns the result."""
     import torch
@@ -83,11 +99,10 @@ def train_vocoder(cfg: DictConfig) -> Any:
         ex_wav = torch.from_numpy(prep.load(ex_path, mel_cfg.sample_rate, min_samples=mel_cfg.n_fft))
         example = (ex_wav, log_mel(ex_wav, mel_cfg))
     generator = instantiate(cfg.model.generator, mel_config=mel_cfg.to_dict())
-    mpd = instantiate(cfg.model.mpd)
-    msd = instantiate(cfg.model.msd)
+    discriminators = {name: instantiate(node) for name, node in model_discriminators(cfg.model).items()}
     device = resolve_device(cfg.trainer.get("device", "auto"))
     trainer = VocoderTrainer(
-        generator, mpd, msd, sampler, settings, out_dir,
+        generator, discriminators, sampler, settings, out_dir,
         make_opt_g=instantiate(cfg.optimizer.generator), make_opt_d=instantiate(cfg.optimizer.discriminator),
         config=OmegaConf.to_container(cfg, resolve=True), device=device, example=example,
     )
@@ -96,4 +111,4 @@ def train_vocoder(cfg: DictConfig) -> Any:
     return result
 
 
-__all__ = ["data_preparation", "split_files", "train_vocoder"]
+__all__ = ["data_preparation", "model_discriminators", "split_files", "train_vocoder"]

@@ -91,6 +91,7 @@ import dataclasses
 import logging
 import math
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -106,20 +107,18 @@ from torch.optim.lr_scheduler import ExponentialLR
 from voiceconv.audio.mel import LogMel, MelConfig
 from voiceconv.errors import CheckpointError, ConfigError, TrainingDiverged
 from voiceconv.models.base import SavableModule, model_payload
-from voiceconv.models.losses import GANLoss
+from voiceconv.models.losses import GAN_MODES, GANLoss
 from voiceconv.training.checkpoint import CheckpointManager, load_checkpoint
 from voiceconv.training.logging import StepRate, TrainLogger, train_scalars
 from voiceconv.training.seeding import capture_rng_state, restore_rng_state
 from voiceconv.utils.atomic import atomic_write_json, atomic_write_text
 from voiceconv.vocoders.discriminators import (
-    MultiPeriodDiscriminator,
     MultiResolutionSTFTLoss,
-    MultiScaleDiscriminator,
     feature_matching_loss,
     mel_l1_loss,
 )
-from voiceconv.vocoders.hifigan import HiFiGANGenerator
 from voiceconv.vocoders.magnitude import linear_magnitude, magnitude_loss
+from voiceconv.vocoders.vocos import front_end_window, spectrum_phase_loss
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +229,13 @@ class VocoderSettings:
     Griffin-Lim source; no effect otherwise. ``disc_start_step``: steps
     trained on the mel loss alone before the discriminators and the adversarial and
     feature-matching terms join (paper: 0; a deviation used only by the CPU recipe, see
-    :class:`VocoderTrainer`). ``audio_every``: TensorBoard
+    :class:`VocoderTrainer`). ``gan_mode``: the shared
+    :class:`~voiceconv.models.losses.GANLoss` mode (HiFi-GAN: lsgan, Vocos: hinge).
+    ``lambda_phase``: weight of :func:`~voiceconv.vocoders.vocos.spectrum_phase_loss` for a
+    generator that predicts a spectrum (Vocos); no effect otherwise. ``max_minutes`` /
+    ``max_cpu_minutes``: stop (with a checkpoint) once this invocation of :meth:`fit` has run
+    that long in wall-clock time / in this process's CPU time (null: no limit); the CPU
+    limit gives two runs sharing a loaded machine equal compute. ``audio_every``: TensorBoard
     audio and mel images of the example utterance (0 = off); ``log_every`` likewise.
     """
 
@@ -245,6 +250,10 @@ class VocoderSettings:
     lambda_magnitude: float = 1.0
     loss_fmax: float | None = None
     disc_start_step: int = 0
+    gan_mode: str = "lsgan"
+    lambda_phase: float = 0.0
+    max_minutes: float | None = None
+    max_cpu_minutes: float | None = None
     precision: str = "fp32"
     ckpt_every: int = 5000
     keep_last: int = 3
@@ -267,6 +276,14 @@ class VocoderSettings:
         if self.lambda_stft < 0 or self.lambda_magnitude < 0:
             raise ConfigError(f"trainer.lambda_stft and lambda_magnitude must be >= 0, got"
                               f" {self.lambda_stft} and {self.lambda_magnitude}")
+        if self.lambda_phase < 0:
+            raise ConfigError(f"trainer.lambda_phase must be >= 0, got {self.lambda_phase}")
+        if self.gan_mode not in GAN_MODES:
+            raise ConfigError(f"trainer.gan_mode must be one of {GAN_MODES}, got {self.gan_mode!r}")
+        for name in ("max_minutes", "max_cpu_minutes"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"trainer.{name} must be > 0 or null, got {value}")
         if self.lr_decay_every is not None and self.lr_decay_every < 1:
             raise ConfigError(f"trainer.lr_decay_every must be >= 1 or null, got {self.lr_decay_every}")
 
@@ -304,10 +321,13 @@ def load_vocoder_training_checkpoint(path: str | os.PathLike[str],
 
 
 class VocoderTrainer:
-    """Trains a :class:`HiFiGANGenerator` against an MPD and an MSD.
+    """Trains a vocoder generator against a set of discriminators.
 
     Args:
-        generator, mpd, msd: the networks (moved to ``device``).
+        generator: a :class:`~voiceconv.vocoders.hifigan.HiFiGANGenerator` or a
+            :class:`~voiceconv.vocoders.vocos.VocosGenerator` (moved to ``device``).
+        discriminators: ``{name: discriminator}`` (HiFi-GAN: ``mpd`` and ``msd``; Vocos:
+            ``mpd`` and ``mrd``); the names key the checkpoint and the logged losses.
         sampler: training segments (see :class:`SegmentSampler`); its MelConfig must be
             the generator's.
         settings: :class:`VocoderSettings`.
@@ -321,9 +341,8 @@ class VocoderTrainer:
 
     def __init__(
         self,
-        generator: HiFiGANGenerator,
-        mpd: MultiPeriodDiscriminator,
-        msd: MultiScaleDiscriminator,
+        generator: SavableModule,
+        discriminators: Mapping[str, SavableModule],
         sampler: SegmentSampler,
         settings: VocoderSettings,
         run_dir: str | os.PathLike[str],
@@ -346,12 +365,13 @@ class VocoderTrainer:
             )
         self.sampler = sampler
         self.generator = generator.to(self.device)
-        self.mpd = mpd.to(self.device)
-        self.msd = msd.to(self.device)
+        if not discriminators:
+            raise ConfigError("a vocoder needs at least one discriminator")
+        self.discriminators = {str(k): d.to(self.device) for k, d in discriminators.items()}
         make_opt_g = make_opt_g or _default_adamw
         make_opt_d = make_opt_d or _default_adamw
         self.opt_g = make_opt_g(list(self.generator.parameters()))
-        self.opt_d = make_opt_d([*self.mpd.parameters(), *self.msd.parameters()])
+        self.opt_d = make_opt_d([p for d in self.discriminators.values() for p in d.parameters()])
         self.sched_g = ExponentialLR(self.opt_g, gamma=settings.lr_decay)
         self.sched_d = ExponentialLR(self.opt_d, gamma=settings.lr_decay)
         self.lr_decay_every = (settings.lr_decay_every if settings.lr_decay_every is not None
@@ -359,14 +379,15 @@ class VocoderTrainer:
         loss_cfg = dataclasses.replace(self.mel_config, fmax=settings.loss_fmax)
         self.loss_mel = LogMel(loss_cfg).to(self.device)
         self.loss_stft = MultiResolutionSTFTLoss().to(self.device)
-        self.gan_loss = GANLoss("lsgan")
+        self._window = front_end_window(self.mel_config, torch.float32).to(self.device)
+        self.gan_loss = GANLoss(settings.gan_mode)
         self.checkpoints = CheckpointManager(self.run_dir, keep_last=settings.keep_last)
         self.example = example
         self.step = 0
 
     # ------------------------------------------------------------- state
     def _discriminators(self) -> dict[str, SavableModule]:
-        return {"mpd": self.mpd, "msd": self.msd}
+        return self.discriminators
 
     def state_dict(self) -> dict[str, Any]:
         """The full training state (see the module docstring for the keys)."""
@@ -393,8 +414,11 @@ class VocoderTrainer:
         self.mel_config.check_same(MelConfig.from_dict(state["mel_config"]), what=f"checkpoint {source}")
         nets: dict[str, tuple[SavableModule, Mapping[str, Any]]] = {
             "generator": (self.generator, state["model"]),
-            **{k: (d, state["discriminators"][k]) for k, d in self._discriminators().items()},
         }
+        for k, d in self._discriminators().items():
+            if k not in state["discriminators"]:
+                raise CheckpointError(source, f"holds no discriminator {k!r} (it has {sorted(state['discriminators'])})")
+            nets[k] = (d, state["discriminators"][k])
         for name, (net, payload) in nets.items():
             desc = {k: v for k, v in payload.items() if k != "state_dict"}
             if desc != net.describe():
@@ -432,7 +456,7 @@ class VocoderTrainer:
 
     @contextlib.contextmanager
     def _discriminators_frozen(self) -> Iterator[None]:
-        params = [*self.mpd.parameters(), *self.msd.parameters()]
+        params = [p for d in self.discriminators.values() for p in d.parameters()]
         flags = [p.requires_grad for p in params]
         for p in params:
             p.requires_grad_(False)
@@ -473,44 +497,56 @@ class VocoderTrainer:
         s = self.settings
         wav, mel = (t.to(self.device, non_blocking=True) for t in self.sampler.next_batch())
         zero = wav.new_zeros(())
+        edge = self.mel_config.n_fft // (2 * self.mel_config.hop_length)
         magnitude_net = getattr(self.generator, "magnitude_net", None)
-        mag_loss, source = zero, None
-        if magnitude_net is not None:  # Griffin-Lim source: learned magnitude, its own loss
-            log_mag = magnitude_net(mel)
-            edge = self.mel_config.n_fft // (2 * self.mel_config.hop_length)
-            # loss_mel differs from the input features only in fmax, which all-bin magnitudes ignore
-            mag_loss = magnitude_loss(log_mag, linear_magnitude(wav, self.loss_mel), edge_frames=edge)
-            source = self.generator.make_source(mel, log_mag.detach())
-        with self._autocast():
-            fake = self.generator(mel) if source is None else self.generator(mel, source)
+        mag_loss, phase_loss = zero, zero
+        if hasattr(self.generator, "spectrum"):  # Vocos: losses on the predicted spectrum too
+            with self._autocast():
+                log_mag, phase = self.generator.spectrum(mel)
+            fake = self.generator.synthesize(log_mag.float(), phase.float())
+            if s.lambda_magnitude > 0 or s.lambda_phase > 0:
+                target = self._target_spectrum(wav)
+                mag_loss = magnitude_loss(log_mag, target.abs(), edge_frames=edge)
+                if s.lambda_phase > 0:
+                    phase_loss = spectrum_phase_loss(phase, target, edge_frames=edge)
+        else:
+            source = None
+            if magnitude_net is not None:  # Griffin-Lim source: learned magnitude, its own loss
+                log_mag = magnitude_net(mel)
+                # loss_mel differs from the input features only in fmax, which all-bin magnitudes ignore
+                mag_loss = magnitude_loss(log_mag, linear_magnitude(wav, self.loss_mel), edge_frames=edge)
+                source = self.generator.make_source(mel, log_mag.detach())
+            with self._autocast():
+                fake = self.generator(mel) if source is None else self.generator(mel, source)
         fake = fake.float()
         adversarial = self.step >= s.disc_start_step
+        names = list(self.discriminators)
 
         # 1. discriminators on real vs detached fake
-        d_losses = {"mpd": zero, "msd": zero}
+        d_losses = dict.fromkeys(names, zero)
         if adversarial:
             judged = self._judge(wav, fake.detach())
             d_losses = {name: self.gan_loss.discriminator_loss(r, f) for name, (r, f, _, _) in judged.items()}
-        d_loss = d_losses["mpd"] + d_losses["msd"]
+        d_loss = torch.stack(list(d_losses.values())).sum()
         if adversarial:
             self._check_finite({"discriminator": d_loss})
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
 
-        # 2. generator: adversarial + feature matching + mel L1, discriminators frozen
+        # 2. generator: adversarial + feature matching + mel L1 (+ extras), discriminators frozen
         mel_loss = mel_l1_loss(self.loss_mel(wav), self.loss_mel(fake))
         stft_loss = self.loss_stft(wav, fake) if s.lambda_stft > 0 else zero
-        adv, fm = {"mpd": zero, "msd": zero}, {"mpd": zero, "msd": zero}
+        adv, fm = dict.fromkeys(names, zero), dict.fromkeys(names, zero)
         with self._discriminators_frozen():
             if adversarial:
                 judged = self._judge(wav, fake)
                 adv = {name: self.gan_loss.generator_loss(f) for name, (_, f, _, _) in judged.items()}
                 fm = {name: feature_matching_loss([[x.detach() for x in m] for m in rf], ff)
                       for name, (_, _, rf, ff) in judged.items()}
-            g_loss = (adv["mpd"] + adv["msd"] + s.lambda_fm * (fm["mpd"] + fm["msd"])
+            g_loss = (torch.stack(list(adv.values())).sum() + s.lambda_fm * torch.stack(list(fm.values())).sum()
                       + s.lambda_mel * mel_loss + s.lambda_stft * stft_loss
-                      + s.lambda_magnitude * mag_loss)
+                      + s.lambda_magnitude * mag_loss + s.lambda_phase * phase_loss)
             self._check_finite({"generator": g_loss})
             self.opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
@@ -524,11 +560,17 @@ class VocoderTrainer:
                 warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
                 self.sched_d.step()
         return {
-            "g_total": g_loss.detach(), "g_adv_mpd": adv["mpd"].detach(), "g_adv_msd": adv["msd"].detach(),
-            "fm_mpd": fm["mpd"].detach(), "fm_msd": fm["msd"].detach(), "mel_l1": mel_loss.detach(),
-            "stft": stft_loss.detach(), "magnitude": mag_loss.detach(),
-            "d_total": d_loss.detach(), "d_mpd": d_losses["mpd"].detach(), "d_msd": d_losses["msd"].detach(),
+            "g_total": g_loss.detach(), **{f"g_adv_{n}": adv[n].detach() for n in names},
+            **{f"fm_{n}": fm[n].detach() for n in names}, "mel_l1": mel_loss.detach(),
+            "stft": stft_loss.detach(), "magnitude": mag_loss.detach(), "phase": phase_loss.detach(),
+            "d_total": d_loss.detach(), **{f"d_{n}": d_losses[n].detach() for n in names},
         }
+
+    def _target_spectrum(self, wav: Tensor) -> Tensor:
+        """The complex STFT of real segments with the front end's window, hop and centring."""
+        cfg = self.mel_config
+        return torch.stft(wav.float(), cfg.n_fft, cfg.hop_length, cfg.n_fft, self._window,
+                          center=cfg.center, pad_mode=cfg.pad_mode, return_complex=True)
 
     # ------------------------------------------------------------- fit
     def fit(self) -> VocoderTrainResult:
@@ -542,9 +584,8 @@ class VocoderTrainer:
         last = self.checkpoints.last_path
         if self.step >= s.max_steps:
             return VocoderTrainResult(self.step, last if last.exists() else None, {})
-        self.generator.train()
-        self.mpd.train()
-        self.msd.train()
+        for net in (self.generator, *self.discriminators.values()):
+            net.train()
         logger = TrainLogger(self.run_dir / "tb", enabled=True, vocode=self._vocode,
                              sample_rate=self.mel_config.sample_rate)
         bar = tqdm(total=s.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
@@ -552,25 +593,40 @@ class VocoderTrainer:
         last_logs: dict[str, float] = {}
         last_path: Path | None = None
         rate = StepRate(self.step)
+        wall0, cpu0 = time.perf_counter(), time.process_time()
         try:
             while self.step < s.max_steps:
                 logs = self.train_step()
                 bar.update(1)
                 if s.log_every and self.step % s.log_every == 0:
                     last_logs = {k: float(v) for k, v in logs.items()}
-                    logger.scalars(self.step, train_scalars(last_logs, self.opt_g, self.opt_d, rate(self.step)))
+                    logger.scalars(self.step, {
+                        **train_scalars(last_logs, self.opt_g, self.opt_d, rate(self.step)),
+                        "time/wall_minutes": (time.perf_counter() - wall0) / 60,
+                        "time/cpu_minutes": (time.process_time() - cpu0) / 60})
                     bar.set_postfix(mel=f"{last_logs['mel_l1']:.3f}", g=f"{last_logs['g_total']:.2f}",
                                     d=f"{last_logs['d_total']:.2f}")
                 if s.audio_every and self.step % s.audio_every == 0:
                     self._log_example(logger)
-                if self.step % s.ckpt_every == 0 or self.step == s.max_steps:
+                out_of_time = self._out_of_time(wall0, cpu0)
+                if self.step % s.ckpt_every == 0 or self.step == s.max_steps or out_of_time:
                     last_path = self.save_checkpoint()
+                if out_of_time:
+                    log.info("time limit reached at step %d (%.1f min wall, %.1f min CPU)", self.step,
+                             (time.perf_counter() - wall0) / 60, (time.process_time() - cpu0) / 60)
+                    break
         finally:
             bar.close()
             logger.close()
         if not last_logs:
             last_logs = {k: float(v) for k, v in logs.items()}
         return VocoderTrainResult(self.step, last_path, last_logs)
+
+    def _out_of_time(self, wall0: float, cpu0: float) -> bool:
+        """Whether this fit has used up ``max_minutes`` of wall time or ``max_cpu_minutes`` of CPU."""
+        s = self.settings
+        return bool((s.max_minutes is not None and time.perf_counter() - wall0 >= 60 * s.max_minutes)
+                    or (s.max_cpu_minutes is not None and time.process_time() - cpu0 >= 60 * s.max_cpu_minutes))
 
     @torch.no_grad()
     def _vocode(self, log_mel: np.ndarray) -> np.ndarray:

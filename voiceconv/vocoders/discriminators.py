@@ -8,6 +8,8 @@
 * :class:`MultiScaleDiscriminator` (MSD, from MelGAN): three 1-D sub-discriminators on
   the raw waveform and on x2 and x4 average-pooled copies; grouped strided
   convolutions; the first (raw audio) uses spectral norm, the others weight norm.
+* :class:`MultiResolutionDiscriminator` (MRD, UnivNet's; Vocos pairs it with the MPD):
+  2-D convolutions over linear magnitude spectrograms at three STFT resolutions.
 
 Both return ``(logits, feature_maps)``: ``logits`` is a list with one tensor per
 sub-discriminator (raw, no sigmoid), ``feature_maps`` a list (per sub-discriminator)
@@ -200,6 +202,67 @@ class MultiScaleDiscriminator(SavableModule):
         return logits, fmaps
 
 
+#: (n_fft, hop, window) of the multi-resolution discriminator (UnivNet's, as Vocos uses it)
+MRD_RESOLUTIONS: tuple[tuple[int, int, int], ...] = ((1024, 256, 1024), (2048, 512, 2048), (512, 128, 512))
+
+
+class ResolutionDiscriminator(nn.Module):
+    """One MRD sub-discriminator: 2-D convolutions over a linear magnitude spectrogram
+    ``(B, 1, frames, bins)``; kernels (3, 9) striding the frequency axis by 2, then (3, 3)."""
+
+    def __init__(self, resolution: tuple[int, int, int], channels: int = 32) -> None:
+        super().__init__()
+        self.n_fft, self.hop, self.win = (int(v) for v in resolution)
+        if self.win > self.n_fft or self.hop < 1:
+            raise ConfigError(f"MultiResolutionDiscriminator: bad resolution {resolution!r}")
+        c = int(channels)
+        self.convs = nn.ModuleList([
+            weight_norm(nn.Conv2d(1, c, (3, 9), padding=(1, 4))),
+            weight_norm(nn.Conv2d(c, c, (3, 9), stride=(1, 2), padding=(1, 4))),
+            weight_norm(nn.Conv2d(c, c, (3, 9), stride=(1, 2), padding=(1, 4))),
+            weight_norm(nn.Conv2d(c, c, (3, 9), stride=(1, 2), padding=(1, 4))),
+            weight_norm(nn.Conv2d(c, c, (3, 3), padding=(1, 1))),
+        ])
+        self.conv_post = weight_norm(nn.Conv2d(c, 1, (3, 3), padding=(1, 1)))
+        self.register_buffer("window", torch.hann_window(self.win), persistent=False)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        wav = x[:, 0].float()
+        pad_mode = "reflect" if wav.shape[-1] > self.n_fft // 2 else "constant"
+        mag = torch.stft(wav, self.n_fft, self.hop, self.win, self.window, pad_mode=pad_mode,
+                         return_complex=True).abs()
+        return _judge(self.convs, self.conv_post, mag.transpose(1, 2).unsqueeze(1).to(x.dtype))
+
+
+class MultiResolutionDiscriminator(SavableModule):
+    """UnivNet's multi-resolution (spectrogram) discriminator, as Vocos trains with it:
+    ``forward(wav (B, T) or (B, 1, T)) -> (logits, feature_maps)``, one sub-discriminator per
+    STFT resolution ``(n_fft, hop, window)``.
+
+    Deviation from Vocos's reference: no split of the spectrogram into frequency bands
+    (UnivNet's form); ``channels`` sets every layer's width (UnivNet: 32).
+    """
+
+    def __init__(self, resolutions: Sequence[Sequence[int]] = MRD_RESOLUTIONS, channels: int = 32) -> None:
+        super().__init__()
+        res = [positive_ints(r, "MultiResolutionDiscriminator resolutions") for r in resolutions]
+        if not res or any(len(r) != 3 for r in res):
+            raise ConfigError(f"MultiResolutionDiscriminator: resolutions must be (n_fft, hop, window) triples,"
+                              f" got {resolutions!r}")
+        (c,) = positive_ints([channels], "MultiResolutionDiscriminator channels")
+        self.save_hparams(resolutions=[list(r) for r in res], channels=c)
+        self.discriminators = nn.ModuleList(ResolutionDiscriminator(tuple(r), c) for r in res)
+
+    def forward(self, wav: Tensor) -> DiscOutput:
+        x = _as_waveform(wav)
+        logits, fmaps = [], []
+        for d in self.discriminators:
+            logit, fmap = d(x)
+            logits.append(logit)
+            fmaps.append(fmap)
+        return logits, fmaps
+
+
 # --------------------------------------------------------------------------- losses
 
 
@@ -280,8 +343,11 @@ __all__ = [
     "MPD_CHANNELS",
     "MSD_CHANNELS",
     "MSD_GROUPS",
+    "MRD_RESOLUTIONS",
     "MultiPeriodDiscriminator",
+    "MultiResolutionDiscriminator",
     "MultiScaleDiscriminator",
+    "ResolutionDiscriminator",
     "PeriodDiscriminator",
     "ScaleDiscriminator",
     "feature_matching_loss",

@@ -1,0 +1,263 @@
+"""Vocos (Siuzdak 2023): a frame-rate ConvNeXt that predicts the STFT, inverted by one iSTFT.
+
+:class:`VocosGenerator` maps natural-log mels ``(B, n_mels, T)`` (THE front end's,
+:class:`~voiceconv.audio.mel.MelConfig`) to waveforms ``(B, T * hop_length)``:
+
+1. a ConvNeXt backbone at frame rate (embedding conv, ``num_layers`` ConvNeXt blocks with
+   depthwise kernel 7, LayerNorm, GELU MLP and layer scale, final LayerNorm);
+2. a linear head to ``n_fft + 2`` channels: a log-magnitude and a phase angle per bin;
+   the magnitude is ``exp`` clipped at ``mag_clip`` (paper: 1e2), the spectrum's real and
+   imaginary parts are ``mag * cos(phase)`` and ``mag * sin(phase)``;
+3. :class:`InverseSTFT`: the inverse real DFT as two matrix products with cosine and sine
+   bases, the front end's window, overlap-add and the window-square normalisation, the
+   centre padding trimmed: ``torch.istft`` of that spectrum with the front end's window,
+   hop and centring, but without complex tensors in the graph (exports to anything that
+   has matmul and fold).
+
+Each output frame depends on a bounded neighbourhood of input frames (receptive field
+``6 * (num_layers + 1) + 1`` frames), which is what streaming needs; no iteration.
+
+Deviations from the paper and the reference implementation, and why:
+
+* ``magnitude_prior`` (default off; on in ``vocos_small``): the head's log-magnitude is a
+  residual on a fixed closed-form spread of the mel back to the linear bins (each mel
+  band's mean amplitude, spread over its bins with the filterbank's weights:
+  exact for a flat spectrum, positive, two matrix products). A short CPU run then starts
+  from a rough envelope instead of from silence and spends its steps on the fine
+  structure and the phase.
+* ``mag_clip`` 1e3 instead of the paper's 1e2: our STFT is unnormalised (a Hann window of
+  1024 sums to 512) and the audio peak-normalised to 0.95, so real magnitudes reach ~205 on
+  the flite corpus; a clip at 1e2 would flatten the loudest harmonics.
+* The mel input is THE front end's (natural log, floor 1e-5, Slaney 80 bands up to 8 kHz),
+  not the reference's own 100-band feature extractor.
+* The synthesis is our real-arithmetic iSTFT (identical numbers to ``torch.istft`` with
+  ``center=True``; the reference uses its own "same"-padding iSTFT).
+* Training losses (``voiceconv.training.vocoder_trainer``): besides the paper's mel L1
+  (45), MPD + multi-resolution discriminator and feature matching, a CPU run may add a
+  loss on the predicted spectrum itself (:func:`spectrum_phase_loss`, and the magnitude
+  net's :func:`~voiceconv.vocoders.magnitude.magnitude_loss`); see the trainer's docstring.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from voiceconv.audio.mel import MelConfig, mel_filterbank
+from voiceconv.errors import ConfigError
+from voiceconv.models.base import SavableModule
+
+#: natural log of the front end's floor (1e-5), the prior's floor
+_LOG_FLOOR = math.log(1e-5)
+
+
+def front_end_window(cfg: MelConfig, dtype: torch.dtype = torch.float64) -> Tensor:
+    """The front end's analysis window: periodic Hann of ``win_length`` centred in ``n_fft`` zeros."""
+    hann = torch.hann_window(cfg.win_length, periodic=True, dtype=dtype)
+    left = (cfg.n_fft - cfg.win_length) // 2
+    return F.pad(hann, (left, cfg.n_fft - cfg.win_length - left))
+
+
+class InverseSTFT(nn.Module):
+    """``(real, imag) (B, n_fft // 2 + 1, T) -> (B, T * hop)``: ``torch.istft`` in real arithmetic.
+
+    Same result as ``torch.istft(torch.complex(real, imag), n_fft, hop, window=w,
+    center=True, length=T * hop)`` with ``w`` the front end's window: the imaginary parts of
+    the DC and Nyquist bins are ignored (as ``irfft`` does), frames are windowed, overlap-added
+    and divided by the overlap-added squared window, and ``n_fft // 2`` samples of centre
+    padding are cut from the start.
+    """
+
+    cos_basis: Tensor
+    sin_basis: Tensor
+    window_sq: Tensor
+
+    def __init__(self, mel_config: MelConfig) -> None:
+        super().__init__()
+        n_fft, self.hop = mel_config.n_fft, mel_config.hop_length
+        self.n_fft = n_fft
+        n_freq = n_fft // 2 + 1
+        window = front_end_window(mel_config)
+        k = torch.arange(n_freq, dtype=torch.float64)[:, None]
+        n = torch.arange(n_fft, dtype=torch.float64)[None, :]
+        angle = 2.0 * math.pi * k * n / n_fft
+        scale = torch.full((n_freq, 1), 2.0, dtype=torch.float64)
+        scale[0] = 1.0
+        if n_fft % 2 == 0:
+            scale[-1] = 1.0
+        # x[n] = w[n] / N * sum_k c_k (Re X_k cos(2 pi k n / N) - Im X_k sin(2 pi k n / N))
+        self.register_buffer("cos_basis", (scale * torch.cos(angle) * window / n_fft).float(), persistent=False)
+        self.register_buffer("sin_basis", (-scale * torch.sin(angle) * window / n_fft).float(), persistent=False)
+        self.register_buffer("window_sq", (window**2).float(), persistent=False)
+
+    def _overlap_add(self, frames: Tensor) -> Tensor:
+        """``(B, n_fft, T) -> (B, (T - 1) * hop + n_fft)``."""
+        t = frames.shape[-1]
+        out = F.fold(frames, output_size=(1, (t - 1) * self.hop + self.n_fft),
+                     kernel_size=(1, self.n_fft), stride=(1, self.hop))
+        return out[:, 0, 0]
+
+    def forward(self, real: Tensor, imag: Tensor) -> Tensor:
+        b, _, t = real.shape
+        frames = torch.einsum("bft,fn->bnt", real, self.cos_basis.to(real.dtype)) + torch.einsum(
+            "bft,fn->bnt", imag, self.sin_basis.to(real.dtype))
+        wav = self._overlap_add(frames)
+        env = self._overlap_add(self.window_sq.to(real.dtype)[None, :, None].expand(1, -1, t))
+        wav = wav / env.clamp_min(1e-11)
+        start, length = self.n_fft // 2, t * self.hop
+        wav = wav[:, start : start + length]
+        if wav.shape[-1] < length:
+            wav = F.pad(wav, (0, length - wav.shape[-1]))
+        return wav
+
+
+class ConvNeXtBlock(nn.Module):
+    """ConvNeXt block over frames: depthwise conv (k 7), LayerNorm, Linear-GELU-Linear, layer scale."""
+
+    def __init__(self, dim: int, intermediate_dim: int, layer_scale: float) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, intermediate_dim)
+        self.pwconv2 = nn.Linear(intermediate_dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), float(layer_scale)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.dwconv(x).transpose(1, 2)
+        h = self.pwconv2(F.gelu(self.pwconv1(self.norm(h))))
+        return x + (self.gamma * h).transpose(1, 2)
+
+
+class VocosGenerator(SavableModule):
+    """Vocos: ``forward(log_mel (B, n_mels, T)) -> wav (B, T * hop_length)``.
+
+    Args:
+        mel_config: :meth:`MelConfig.to_dict` of the features it vocodes (input bands, and
+            the iSTFT's ``n_fft``, ``hop_length`` and window).
+        dim, intermediate_dim, num_layers: the backbone (paper: 512, 1536, 8).
+        mag_clip: ceiling of the predicted linear magnitude (paper: 1e2; here 1e3, see the
+            module docstring).
+        magnitude_prior: predict the log-magnitude as a residual on the closed-form mel
+            spread (a deviation, see the module docstring).
+
+    A 2-D input ``(n_mels, T)`` gives a 1-D output ``(T * hop_length,)``.
+    """
+
+    def __init__(self, mel_config: dict[str, Any] | None = None, dim: int = 512,
+                 intermediate_dim: int = 1536, num_layers: int = 8, mag_clip: float = 1e3,
+                 magnitude_prior: bool = False) -> None:
+        super().__init__()
+        cfg = MelConfig.from_dict(dict(mel_config)) if mel_config is not None else MelConfig()
+        if min(int(dim), int(intermediate_dim), int(num_layers)) < 1:
+            raise ConfigError(f"VocosGenerator: dim, intermediate_dim and num_layers must be >= 1,"
+                              f" got {dim}, {intermediate_dim}, {num_layers}")
+        if not float(mag_clip) > 0:
+            raise ConfigError(f"VocosGenerator: mag_clip must be > 0, got {mag_clip}")
+        self.save_hparams(mel_config=cfg.to_dict(), dim=int(dim), intermediate_dim=int(intermediate_dim),
+                          num_layers=int(num_layers), mag_clip=float(mag_clip),
+                          magnitude_prior=bool(magnitude_prior))
+        self._mel_config = cfg
+        self.n_freq = cfg.n_fft // 2 + 1
+        self.log_clip = math.log(float(mag_clip))
+        self.embed = nn.Conv1d(cfg.n_mels, dim, 7, padding=3)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.blocks = nn.ModuleList(
+            ConvNeXtBlock(dim, intermediate_dim, 1.0 / num_layers) for _ in range(num_layers))
+        self.final_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, 2 * self.n_freq)
+        self.istft = InverseSTFT(cfg)
+        self.magnitude_prior = bool(magnitude_prior)
+        if self.magnitude_prior:
+            fb = mel_filterbank(cfg, dtype=torch.float64)  # (n_mels, n_freq)
+            cover = fb.sum(dim=0, keepdim=True)                           # weight reaching each bin
+            spread = torch.where(cover > 0, fb / cover.clamp_min(1e-12), torch.zeros_like(fb))
+            # prior_k = sum_m spread[m, k] * mel_m / sum_k' fb[m, k']
+            self.register_buffer("prior_matrix", (spread / fb.sum(dim=1, keepdim=True).clamp_min(1e-12))
+                                 .T.contiguous().float(), persistent=False)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, (nn.Conv1d, nn.Linear)):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+
+    @property
+    def mel_config(self) -> MelConfig:
+        return self._mel_config
+
+    def log_magnitude_prior(self, log_mel: Tensor) -> Tensor:
+        """The closed-form log-magnitude the head's output is added to (``magnitude_prior``)."""
+        power = self._mel_config.power
+        mel_amp = torch.exp(log_mel.float())
+        if power != 1.0:
+            mel_amp = mel_amp.pow(1.0 / power)
+        lin = torch.einsum("kf,bft->bkt", self.prior_matrix, mel_amp)
+        return torch.log(lin.clamp_min(1e-5))
+
+    def spectrum(self, log_mel: Tensor) -> tuple[Tensor, Tensor]:
+        """``(log_magnitude, phase)``, each ``(B, n_fft // 2 + 1, T)``: what the head predicts
+        (log-magnitude already clipped at ``log(mag_clip)``)."""
+        if log_mel.dim() != 3 or log_mel.shape[1] != self._mel_config.n_mels:
+            raise ConfigError(f"VocosGenerator: expected (B, {self._mel_config.n_mels}, T) log-mels,"
+                              f" got {tuple(log_mel.shape)}")
+        x = self.norm(self.embed(log_mel).transpose(1, 2)).transpose(1, 2)
+        for block in self.blocks:
+            x = block(x)
+        out = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)
+        log_mag, phase = out[:, : self.n_freq], out[:, self.n_freq :]
+        if self.magnitude_prior:
+            log_mag = log_mag + self.log_magnitude_prior(log_mel).to(log_mag.dtype)
+        return log_mag.clamp(max=self.log_clip), phase
+
+    def synthesize(self, log_mag: Tensor, phase: Tensor) -> Tensor:
+        """The waveform of a predicted spectrum: the iSTFT of ``exp(log_mag) * (cos, sin)(phase)``."""
+        mag = torch.exp(log_mag.float())
+        phase = phase.float()
+        return self.istft(mag * torch.cos(phase), mag * torch.sin(phase))
+
+    def forward(self, log_mel: Tensor) -> Tensor:
+        squeeze = log_mel.dim() == 2
+        if squeeze:
+            log_mel = log_mel.unsqueeze(0)
+        wav = self.synthesize(*self.spectrum(log_mel))
+        return wav[0] if squeeze else wav
+
+
+def anti_wrap(x: Tensor) -> Tensor:
+    """``|x - 2 pi round(x / 2 pi)|``: the distance of a phase difference to the nearest multiple of 2 pi."""
+    return torch.abs(x - 2.0 * math.pi * torch.round(x / (2.0 * math.pi)))
+
+
+def spectrum_phase_loss(phase: Tensor, target: Tensor, edge_frames: int = 0) -> Tensor:
+    """APNet's phase losses (Ai & Ling 2023) on a predicted phase, weighted by the target magnitude.
+
+    ``target`` is the complex STFT ``(B, n_freq, T)`` of the real segment. The sum of three
+    anti-wrapped errors: instantaneous phase, group delay (phase difference along frequency)
+    and instantaneous frequency (along time). Each bin's error is weighted by the target
+    magnitude (a deviation from APNet's plain mean): the phase of near-silent bins is
+    noise and should not pull the prediction. ``edge_frames`` at each end are left out.
+    """
+    frames = min(phase.shape[-1], target.shape[-1])
+    lo, hi = edge_frames, frames - edge_frames
+    if hi <= lo:
+        lo, hi = 0, frames
+    est = phase[..., lo:hi].float()
+    ref = torch.angle(target[..., lo:hi]).float()
+    weight = target[..., lo:hi].abs().float()
+
+    def weighted(err: Tensor, w: Tensor) -> Tensor:
+        return (err * w).sum() / w.sum().clamp_min(1e-12)
+
+    ip = weighted(anti_wrap(est - ref), weight)
+    gd = weighted(anti_wrap(torch.diff(est, dim=-2) - torch.diff(ref, dim=-2)), weight[..., 1:, :])
+    iaf = weighted(anti_wrap(torch.diff(est, dim=-1) - torch.diff(ref, dim=-1)), weight[..., 1:])
+    return ip + gd + iaf
+
+
+__all__ = ["ConvNeXtBlock", "InverseSTFT", "VocosGenerator", "anti_wrap", "front_end_window",
+           "spectrum_phase_loss"]
