@@ -26,6 +26,8 @@ The machine's current matrix-multiply rate is printed first (fp32 and bf16 GEMM,
     python scripts/bench_convert.py --quick               # 10 s, small model, 1 repeat
     python scripts/bench_convert.py --models paper --gl-iters 32,16 --repeats 3
     python scripts/bench_convert.py --vocoder-ckpt runs/hifigan/checkpoints/last.ckpt
+    python scripts/bench_convert.py --models small --precisions fp32 --threads 2 \
+        --vocoder-ckpt VOCOS.ckpt HIFIGAN_GL.ckpt         # Vocos vs Griffin-Lim vs hifigan_gl_small
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from voiceconv.audio.stats import SpeakerStats
 from voiceconv.conversion import VoiceConverter
 from voiceconv.data.prompts import load_prompts
 from voiceconv.models.vc import build_vc_model
+from voiceconv.utils.machine import describe_cpu
 from voiceconv.vocoders import GriffinLim, parse_griffinlim_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--gl-iters", default="32",
                     help="comma list of Griffin-Lim settings N or N:M (N iterations, M NNLS iterations)")
-    ap.add_argument("--vocoder-ckpt", type=Path, help="also time this neural vocoder checkpoint")
+    ap.add_argument("--vocoder-ckpt", type=Path, nargs="*", default=[],
+                    help="also time these neural vocoder checkpoints (HiFi-GAN, Vocos)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -170,14 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     stats = SpeakerStats.from_mels([log_mel(resample(wav, in_sr, cfg.sample_rate), cfg)])
     print(f"# conversion benchmark: {seconds:.1f} s of {source} at {in_sr} Hz -> {cfg.sample_rate} Hz; "
           f"device {args.device}, torch threads {torch.get_num_threads()}, {args.repeats} repeat(s), medians")
+    print(f"# CPU: {describe_cpu()}")
     gemm = {"fp32": gemm_rate(torch.float32), "bf16": gemm_rate(torch.bfloat16)}
     print(f"# machine now: fp32 GEMM {gemm['fp32']:.0f} GFLOP/s, bf16 GEMM {gemm['bf16']:.0f} GFLOP/s "
           "(2048^3 matmul; on shared CPUs timings scale with these)")
     print("# UNTRAINED seeded weights (speed only; the output is not speech)")
 
     vocoders = [f"griffinlim:{n.strip()}" for n in args.gl_iters.split(",") if n.strip()]
-    if args.vocoder_ckpt is not None:
-        vocoders.append(str(args.vocoder_ckpt))
+    vocoders += [str(p) for p in args.vocoder_ckpt]
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     rows = []
     outputs: dict[tuple[str, str, str], np.ndarray] = {}

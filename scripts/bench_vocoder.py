@@ -10,6 +10,15 @@ torch STFT for all three. The ratio line says how many times faster ours is.
 
     python scripts/bench_vocoder.py            # 8 ARCTIC prompts, 32 iterations
     python scripts/bench_vocoder.py --quick    # 2 prompts, 3 repeats
+
+With ``--vocoders CKPT ...`` it times whole vocoders instead, on the same log-mels (THE
+front end's, :class:`~voiceconv.audio.mel.MelConfig` defaults): Griffin-Lim as conversion
+uses it (``load_vocoder("griffinlim")``: NNLS mel inversion + 32 iterations) and every
+checkpoint (Vocos, HiFi-GAN with a Griffin-Lim source, ...) through ``load_vocoder``, fp32,
+on ``--threads`` threads (default 1); each row gives the median seconds, "x real time" and
+the speed ratio to Griffin-Lim. The CPU (model and vector extensions) is printed first.
+
+    python scripts/bench_vocoder.py --vocoders runs/vocos/checkpoints/last.ckpt runs/hifigan_gl/checkpoints/last.ckpt
 """
 
 from __future__ import annotations
@@ -85,6 +94,34 @@ def timed(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
+def bench_vocoders(clips: list[np.ndarray], source: str, ckpts: list[str], repeats: int) -> None:
+    """Time Griffin-Lim and each checkpoint on the same log-mels (one batch item per clip)."""
+    from voiceconv.audio.mel import LogMel, MelConfig
+    from voiceconv.utils.machine import describe_cpu
+    from voiceconv.vocoders.base import describe_vocoder, load_vocoder
+
+    cfg = MelConfig()
+    front = LogMel(cfg)
+    with torch.inference_mode():
+        mels = [front(torch.from_numpy(y)).unsqueeze(0) for y in clips]
+    seconds = sum(len(y) for y in clips) / cfg.sample_rate
+    print(f"# vocoder benchmark on {describe_cpu()}: {len(clips)} clips of {source}, {seconds:.1f} s audio, "
+          f"fp32, torch threads {torch.get_num_threads()}, median of {repeats}")
+    rows = []
+    for spec in ["griffinlim", *ckpts]:
+        voc = load_vocoder(spec, cfg)
+
+        def run(voc=voc):
+            with torch.inference_mode():
+                return [voc(m) for m in mels]
+
+        t, _ = timed(run, repeats)
+        rows.append((describe_vocoder(voc), t))
+    print(f"{'vocoder':60s} {'median s':>9s} {'x real time':>12s} {'vs Griffin-Lim':>15s}")
+    for name, t in rows:
+        print(f"{name[-60:]:60s} {t:9.3f} {seconds / t:12.1f} {rows[0][1] / t:14.2f}x")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=int, default=8)
@@ -93,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--synthetic", action="store_true", help="harmonic test signals instead of flite speech")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--vocoders", nargs="*", default=None,
+                    help="time these vocoder checkpoints against Griffin-Lim on the same mels instead")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for --vocoders (default 1)")
     args = ap.parse_args(argv)
     if args.quick:
         args.clips, args.repeats = 2, 3
@@ -101,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     source = "flite speech (ARCTIC prompts, voice slt)"
     if not clips:
         clips, source = synthetic_clips(args.clips, sr), "synthetic harmonic signals"
+    if args.vocoders is not None:
+        torch.set_num_threads(args.threads)
+        bench_vocoders(clips, source, args.vocoders, args.repeats)
+        return 0
     mags = [magnitude(y, n_fft, hop) for y in clips]
     seconds = sum(len(y) for y in clips) / sr
     print(f"# Griffin-Lim benchmark: {len(clips)} clips of {source}, {seconds:.1f} s audio, "

@@ -14,7 +14,14 @@ resynthesise that mel with the trained vocoder and with Griffin-Lim (each
   pauses. Both numbers are reported;
 * spectral convergence ``||S - S_hat||_F / ||S||_F`` of the linear STFT magnitudes
   (:func:`voiceconv.vocoders.griffinlim.spectral_convergence`, same STFT as the mel
-  front end, all bins), both signals cut to the original's length.
+  front end, all bins), both signals cut to the original's length;
+* wideband PESQ (ITU-T P.862.2, the ``pesq`` package) after resampling both signals to
+  16 kHz with :func:`voiceconv.audio.processing.resample`; higher is better. Unlike the
+  other two it sees the phase.
+
+Several neural vocoders can be scored in one run (``--vocoder [NAME=]CKPT`` repeated;
+the default name is the generator's kind, ``hifigan`` or ``vocos``); for each of them
+the summary counts the files on which it beats every other vocoder, per metric.
 
 For a generator with a Griffin-Lim source its source alone is scored too
 (``hifigan_source_only``: the learned magnitude + Griffin-Lim, without the HiFi-GAN
@@ -24,6 +31,7 @@ Usage::
 
     python scripts/eval_vocoder.py --run runs/voc --out runs/voc/eval
     python scripts/eval_vocoder.py --vocoder CKPT --files a.wav b.wav --out DIR
+    python scripts/eval_vocoder.py --run RUN --vocoder vocos=V.ckpt hifigan_gl_small=H.ckpt --out DIR
 
 ``--run`` takes the vocoder (``checkpoints/last.ckpt``), the held-out list
 (``holdout.txt``) and the audio preparation (``config.yaml``) from a
@@ -45,10 +53,12 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 import torch
+from pesq import pesq
 
 from voiceconv.audio.io import save_audio
 from voiceconv.audio.mel import LogMel, MelConfig
 from voiceconv.audio.preparation import Preparation
+from voiceconv.audio.processing import resample
 from voiceconv.errors import VoiceconvError
 from voiceconv.evaluation.mcd import mcd_from_mcep, world_features
 from voiceconv.utils.atomic import atomic_write_json, atomic_write_text
@@ -59,7 +69,8 @@ from voiceconv.vocoders.griffinlim import spectral_convergence
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=Path, help="voiceconv-train-vocoder run folder (defaults for the rest)")
-    p.add_argument("--vocoder", type=Path, help="vocoder checkpoint (default RUN/checkpoints/last.ckpt)")
+    p.add_argument("--vocoder", nargs="*", default=[],
+                   help="[NAME=]checkpoint, one or more (default RUN/checkpoints/last.ckpt)")
     p.add_argument("--files", nargs="*", type=Path, help="audio files (default: RUN/holdout.txt)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--gl-iters", nargs="*", type=int, default=[32],
@@ -116,6 +127,35 @@ class ReferenceScorer:
         return mcd_from_mcep(self.whole.mcep[:frames][voiced], b.mcep[:frames][voiced], align=False)
 
 
+def wideband_pesq(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> float:
+    """P.862.2 wideband PESQ of ``est`` against ``ref`` (both resampled to 16 kHz); NaN if
+    PESQ finds no speech."""
+    n = ref.shape[-1]
+    est = np.pad(est[:n], (0, max(0, n - est.shape[-1])))
+    ref16, est16 = resample(ref, sample_rate, 16000), resample(est, sample_rate, 16000)
+    try:
+        return float(pesq(16000, ref16.astype(np.float64), est16.astype(np.float64), "wb"))
+    except Exception:  # pesq.NoUtterancesError and its kin: nothing PESQ can score
+        return float("nan")
+
+
+def _named_checkpoints(specs: list[str], run: Path | None) -> dict[str, Path] | None:
+    """``{name: path}`` of ``--vocoder [NAME=]CKPT`` (name "" = the generator's kind)."""
+    if not specs:
+        return {"": run / "checkpoints" / "last.ckpt"} if run else None
+    out: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        out["" if not sep else name] = Path(path if sep else spec)
+    return out
+
+
+def _kind(vocoder: Any) -> str:
+    """``hifigan`` or ``vocos`` (the generator's kind), for a default column name."""
+    net = getattr(vocoder, "net", None)
+    return "vocos" if type(net).__name__ == "VocosGenerator" else "hifigan"
+
+
 def _summary(values: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "median": statistics.median(values)}
 
@@ -124,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     data_cfg, run_mel = _run_settings(args.run)
-    ckpt = args.vocoder or (args.run / "checkpoints" / "last.ckpt" if args.run else None)
-    if ckpt is None:
+    ckpts = _named_checkpoints(args.vocoder, args.run)
+    if ckpts is None:
         print("give --vocoder or --run", file=sys.stderr)
         return 2
     files = args.files
@@ -143,21 +183,28 @@ def main(argv: list[str] | None = None) -> int:
     prep = Preparation(trim_top_db=trim, normalize=normalize)
 
     try:
-        torch_ckpt = torch.load(ckpt, map_location="cpu", weights_only=True)
-        payload = torch_ckpt.get("model", torch_ckpt)  # a training checkpoint or a bare save_model payload
-        mel_cfg = run_mel or MelConfig.from_dict(payload["hparams"]["mel_config"])
-        vocoders = {"hifigan": load_vocoder(ckpt, mel_cfg, args.device)}
-        net = getattr(vocoders["hifigan"], "net", None)
-        if getattr(net, "source", None) is not None:
-            # the generator's Griffin-Lim source alone (learned magnitude + Griffin-Lim, without
-            # the HiFi-GAN correction): shows which part of the generator does the work
-            vocoders["hifigan_source_only"] = net.make_source
+        vocoders: dict[str, Any] = {}
+        neural: list[str] = []
+        steps: dict[str, int] = {}
+        for given, ckpt in ckpts.items():
+            torch_ckpt = torch.load(ckpt, map_location="cpu", weights_only=True)
+            payload = torch_ckpt.get("model", torch_ckpt)  # a training checkpoint or a bare save_model payload
+            mel_cfg = run_mel or MelConfig.from_dict(payload["hparams"]["mel_config"])
+            voc = load_vocoder(ckpt, mel_cfg, args.device)
+            name = given or _kind(voc)
+            vocoders[name] = voc
+            neural.append(name)
+            steps[name] = int(torch_ckpt.get("step", -1)) if isinstance(torch_ckpt, dict) else -1
+            net = getattr(voc, "net", None)
+            if getattr(net, "source", None) is not None:
+                # the generator's Griffin-Lim source alone (learned magnitude + Griffin-Lim, without
+                # the HiFi-GAN correction): shows which part of the generator does the work
+                vocoders[f"{name}_source_only"] = net.make_source
         for n in args.gl_iters:
             vocoders[f"griffinlim_{n}"] = load_vocoder(f"griffinlim:{n}", mel_cfg, args.device)
     except (VoiceconvError, OSError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    step = int(torch_ckpt.get("step", -1)) if isinstance(torch_ckpt, dict) else -1
     front = LogMel(mel_cfg)
     per_file: list[dict[str, Any]] = []
     seconds = {name: 0.0 for name in vocoders}
@@ -181,40 +228,47 @@ def main(argv: list[str] | None = None) -> int:
                                  np.clip(wav, -1.0, 1.0), mel_cfg.sample_rate)
             wav, _ = sf.read(written, dtype="float32")
             row[name] = {"mcd_db": scorer.mcd(wav), "mcd_voiced_db": scorer.voiced_mcd(wav),
-                         "spectral_convergence": spectral_convergence_of(ref, wav, front)}
+                         "spectral_convergence": spectral_convergence_of(ref, wav, front),
+                         "pesq_wb": wideband_pesq(ref, wav, mel_cfg.sample_rate)}
         per_file.append(row)
         print(f"{path.parent.name}/{path.name}: " + "  ".join(
             f"{n} MCD {row[n]['mcd_db']:.2f}/{row[n]['mcd_voiced_db']:.2f} SC {row[n]['spectral_convergence']:.3f}"
-            for n in vocoders), flush=True)
+            f" PESQ {row[n]['pesq_wb']:.2f}" for n in vocoders), flush=True)
     if not per_file:
         print("no file could be evaluated", file=sys.stderr)
         return 1
 
-    metrics = ("mcd_db", "mcd_voiced_db", "spectral_convergence")
+    metrics = ("mcd_db", "mcd_voiced_db", "spectral_convergence", "pesq_wb")
+    higher_better = {"pesq_wb"}
+
+    def better(a: dict[str, float], b: dict[str, float], m: str) -> bool:
+        return a[m] > b[m] if m in higher_better else a[m] < b[m]
+
     summary: dict[str, Any] = {
         name: {**{m: _summary([r[name][m] for r in per_file]) for m in metrics}, "seconds_total": seconds[name]}
         for name in vocoders
     }
-    for name in vocoders:
-        if name.startswith("griffinlim"):  # on how many files the neural vocoder scores better
-            summary[name]["hifigan_better_on"] = {
-                m: sum(r["hifigan"][m] < r[name][m] for r in per_file) for m in metrics}
-    result = {"vocoder": str(ckpt), "step": step, "n_files": len(per_file),
-              "mel_config": mel_cfg.to_dict(), "summary": summary, "files": per_file}
+    for name in neural:  # on how many files each neural vocoder scores better than each other vocoder
+        summary[name]["better_than"] = {
+            other: {m: sum(better(r[name], r[other], m) for r in per_file) for m in metrics}
+            for other in vocoders if other != name}
+    result = {"vocoders": {n: str(p) for n, p in zip(neural, ckpts.values(), strict=True)}, "steps": steps,
+              "n_files": len(per_file), "mel_config": mel_cfg.to_dict(), "summary": summary, "files": per_file}
     atomic_write_json(args.out / "results.json", result)
     lines = [
-        f"Held-out files: {len(per_file)}; vocoder {ckpt} (step {step}); mean (std) over files",
+        f"Held-out files: {len(per_file)}; " + "; ".join(
+            f"{n}: {p} (step {steps[n]})" for n, p in zip(neural, ckpts.values(), strict=True))
+        + "; mean (std) over files",
         "",
-        "| vocoder | MCD dB, all frames | MCD dB, voiced frames | spectral convergence | seconds |",
-        "|---|---|---|---|---|",
+        "| vocoder | MCD dB, all frames | MCD dB, voiced frames | spectral convergence | wideband PESQ | seconds |",
+        "|---|---|---|---|---|---|",
     ]
     for name, s in summary.items():
         cells = [f"{s[m]['mean']:.3f} ({s[m]['std']:.3f})" for m in metrics]
         lines.append(f"| {name} | {' | '.join(cells)} | {s['seconds_total']:.1f} |")
-    for name, s in summary.items():
-        if "hifigan_better_on" in s:
-            wins = s["hifigan_better_on"]
-            lines.append(f"\nhifigan better than {name} on: " + ", ".join(
+    for name in neural:
+        for other, wins in summary[name]["better_than"].items():
+            lines.append(f"\n{name} better than {other} on: " + ", ".join(
                 f"{m} {wins[m]}/{len(per_file)}" for m in metrics))
     table = "\n".join(lines) + "\n"
     atomic_write_text(args.out / "results.md", table)

@@ -111,7 +111,7 @@ def test_griffinlim_source_generator_trains_with_stft_and_magnitude_losses(tmp_p
                                lambda_stft=3.0, lambda_magnitude=2.0, progress=False, log_every=0,
                                audio_every=0)
     sampler = SegmentSampler(_waves(), MEL, SEGMENT, 2)
-    trainer = VocoderTrainer(gen, {"mpd": MultiPeriodDiscriminator(**MPD_KW),  "msd": MultiScaleDiscriminator(**MSD_KW)},
+    trainer = VocoderTrainer(gen, {"mpd": MultiPeriodDiscriminator(**MPD_KW), "msd": MultiScaleDiscriminator(**MSD_KW)},
                              sampler, settings, tmp_path / "run", make_opt_g=_sgd, make_opt_d=_sgd)
     ref = copy.deepcopy(trainer.generator)
     wav, mel = copy.deepcopy(trainer.sampler).next_batch()

@@ -11,9 +11,11 @@ One training step (:meth:`VCTrainer.train_step`), as in CycleGAN-VC2 / MaskCycle
    DETACHED fakes of step 2 (no generator is re-run); Adam step on D;
 4. each optimizer's own learning-rate scheduler steps (constant, then linear decay).
 
-Around it: bf16/fp16 autocast, a non-finite loss check (raises
+Around it, from the shared :class:`~voiceconv.training.base.TrainerBase` (the vocoder
+loop uses the same): bf16/fp16 autocast, a non-finite loss check (raises
 :class:`~voiceconv.errors.TrainingDiverged`, leaving the last good checkpoint alone),
-TensorBoard logging and checkpoints every ``ckpt_every`` steps, all on rank 0.
+the run files, resume, the fit loop, TensorBoard logging and checkpoints every
+``ckpt_every`` steps, all on rank 0.
 A run folder that already has ``checkpoints/last.ckpt`` is resumed from it with
 every piece of state (weights, both optimizers, both schedulers, grad scaler, all
 random generators, crop sampler), so an interrupted run continues the same
@@ -33,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -47,9 +48,10 @@ from torch.optim import Optimizer
 from voiceconv.audio.mel import MelConfig
 from voiceconv.audio.preparation import Preparation
 from voiceconv.data.crops import CropSampler
-from voiceconv.errors import CheckpointError, ConfigError, TrainingDiverged
+from voiceconv.errors import CheckpointError, ConfigError
 from voiceconv.models.base import model_payload
 from voiceconv.models.cyclegan import CycleGAN, GeneratorOutput
+from voiceconv.training.base import TrainerBase, TrainResult  # noqa: F401  (TrainResult: re-exported)
 from voiceconv.training.checkpoint import CHECKPOINT_FORMAT, CheckpointManager
 from voiceconv.training.distributed import (
     DistContext,
@@ -59,10 +61,10 @@ from voiceconv.training.distributed import (
     unwrap,
     wrap_ddp,
 )
-from voiceconv.training.logging import StepRate, TrainLogger, Vocode, train_scalars
+from voiceconv.training.logging import TrainLogger, Vocode
 from voiceconv.training.schedules import LinearDecayLR
 from voiceconv.training.seeding import capture_rng_state, restore_rng_state, seed_everything
-from voiceconv.utils.atomic import atomic_write_json, atomic_write_text
+from voiceconv.utils.atomic import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -149,16 +151,7 @@ class StepOutput(NamedTuple):
     real_b: Tensor
 
 
-@dataclass
-class TrainResult:
-    """What :meth:`VCTrainer.fit` returns."""
-
-    step: int  # optimizer steps completed
-    last_checkpoint: Path | None  # run_dir/checkpoints/last.ckpt (None if never saved)
-    logs: dict[str, float]  # the last logged losses
-
-
-class VCTrainer:
+class VCTrainer(TrainerBase):
     """Trains a :class:`~voiceconv.models.cyclegan.CycleGAN` (CycleGAN-VC2, MaskCycleGAN-VC).
 
     Args:
@@ -197,6 +190,7 @@ class VCTrainer:
         knee, end = settings.schedule_knee, settings.schedule_end
         self.sched_g = LinearDecayLR(self.opt_g, knee, end)
         self.sched_d = LinearDecayLR(self.opt_d, knee, end)
+        self.device = self.ctx.device
         self.precision = self._resolve_precision(settings.precision)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         self.checkpoints = CheckpointManager(self.run_dir, keep_last=settings.keep_last)
@@ -210,12 +204,6 @@ class VCTrainer:
         if precision == "fp16" and self.ctx.device.type != "cuda":
             raise ConfigError("trainer.precision=fp16 needs CUDA (use bf16 or fp32 on CPU)")
         return precision
-
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(device_type=self.ctx.device.type, dtype=dtype)
 
     def _nets(self) -> dict[str, nn.Module]:
         return {n: getattr(self.model, n) for n in NET_NAMES if getattr(self.model, n, None) is not None}
@@ -254,17 +242,23 @@ class VCTrainer:
             with self.model.discriminators_frozen():
                 yield
 
-    def write_run_files(self) -> None:
-        """Write config.yaml, mel_config.json and stats/ into the run folder (rank 0)."""
-        if not self.ctx.is_main:
-            return
-        from omegaconf import OmegaConf
+    def _run_config(self) -> Mapping[str, Any]:
+        return self.info.config
 
-        atomic_write_text(self.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(self.info.config)))
-        atomic_write_json(self.run_dir / "mel_config.json", self.info.mel_config.to_dict())
+    def _mel_config(self) -> MelConfig:
+        return self.info.mel_config
+
+    def _write_extra_run_files(self) -> None:
+        """``stats/<role>.json`` and ``stats/speakers.json``, for conversion."""
         for role, stats in self.info.stats.items():
             atomic_write_json(self.run_dir / "stats" / f"{role}.json", stats.to_dict())
         atomic_write_json(self.run_dir / "stats" / "speakers.json", dict(self.info.speakers))
+
+    def _is_main(self) -> bool:
+        return self.ctx.is_main
+
+    def _all_true(self, value: bool) -> bool:
+        return all_true(self.ctx, value)
 
     # ---------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -291,12 +285,6 @@ class VCTrainer:
             "speakers": dict(self.info.speakers),
             "preparation": self.info.preparation.to_dict() if self.info.preparation else None,
         }
-
-    def save_checkpoint(self) -> Path | None:
-        """Checkpoint the current step (all ranks call; rank 0 writes). Returns the file."""
-        state = self.state_dict()
-        path = self.checkpoints.save(state, self.step) if self.ctx.is_main else None
-        return path
 
     def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
         """Restore everything from a checkpoint ``state`` read from ``source``."""
@@ -342,25 +330,7 @@ class VCTrainer:
             seed_everything(self.settings.seed + int(state["step"]), self.ctx.rank)
         self.step = int(state["step"])
 
-    def resume_if_possible(self) -> bool:
-        """Load ``run_dir/checkpoints/last.ckpt`` if it exists. Returns True if resumed."""
-        state = self.checkpoints.load_last(map_location=self.ctx.device)
-        if state is None:
-            return False
-        self.load_state_dict(state, self.checkpoints.last_path)
-        return True
-
     # ------------------------------------------------------------------ step
-    def _check_finite(self, losses: Mapping[str, Tensor]) -> None:
-        finite = all(bool(torch.isfinite(v.detach()).all()) for v in losses.values())
-        if all_true(self.ctx, finite):
-            return
-        bad = [name for name, v in losses.items() if not bool(torch.isfinite(v.detach()).all())]
-        what = ", ".join(f"{n} loss ({losses[n].item()})" for n in bad) or "loss on another rank"
-        last = self.checkpoints.last_path
-        kept = f"last good checkpoint kept: {last}" if last.exists() else "no checkpoint written yet"
-        raise TrainingDiverged(f"step {self.step + 1}: non-finite {what}; training stopped, {kept}")
-
     def _backward_and_step(self, loss: Tensor, optimizer: Optimizer) -> None:
         if self.scaler is None:
             loss.backward()
@@ -402,47 +372,21 @@ class VCTrainer:
         self.step += 1
         return StepOutput({**out.logs, **d_logs}, out, real_a, real_b)
 
-    # ------------------------------------------------------------------- fit
-    def fit(self) -> TrainResult:
-        """Resume if possible, train until ``max_steps``, checkpoint, return the result."""
-        from tqdm.auto import tqdm
-
-        s = self.settings
-        resumed = self.resume_if_possible()
-        self.write_run_files()
-        if resumed and self.ctx.is_main:
-            log.info("resumed %s at step %d", self.run_dir, self.step)
-        if self.step >= s.max_steps:
-            last = self.checkpoints.last_path
-            return TrainResult(self.step, last if last.exists() else None, {})
-
+    # -------------------------------------------------------------- fit hooks
+    def _fit_start(self) -> None:
         self._wrap_nets()
         self.model.train()
-        logger = TrainLogger(self.run_dir / "tb", enabled=self.ctx.is_main, vocode=self.vocode,
-                             sample_rate=self.info.mel_config.sample_rate)
-        bar = tqdm(total=s.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                   disable=not (self.ctx.is_main and s.progress))
-        last_logs: dict[str, float] = {}
-        rate = StepRate(self.step)
-        try:
-            while self.step < s.max_steps:
-                logs, out, real_a, real_b = self.train_step()
-                bar.update(1)
-                if s.log_every and self.step % s.log_every == 0:
-                    last_logs = {k: float(v) for k, v in logs.items()}
-                    logger.scalars(self.step, train_scalars(last_logs, self.opt_g, self.opt_d, rate(self.step)))
-                    bar.set_postfix(g=f"{last_logs.get('g_total', math.nan):.3f}",
-                                    d=f"{last_logs.get('d_total', math.nan):.3f}")
-                if s.image_every and self.step % s.image_every == 0:
-                    self._log_examples(logger, real_a, real_b, out)
-                if self.step % s.ckpt_every == 0 or self.step == s.max_steps:
-                    self.save_checkpoint()
-        finally:
-            bar.close()
-            logger.close()
-        if not last_logs:
-            last_logs = {k: float(v) for k, v in logs.items()}
-        return TrainResult(self.step, self.checkpoints.last_path, last_logs)
+
+    def _make_logger(self) -> TrainLogger:
+        return TrainLogger(self.run_dir / "tb", enabled=self.ctx.is_main, vocode=self.vocode,
+                           sample_rate=self.info.mel_config.sample_rate)
+
+    def _step_logs(self, out: StepOutput) -> Mapping[str, Tensor]:
+        return out.logs
+
+    def _after_step(self, logger: TrainLogger, out: StepOutput) -> None:
+        if self.settings.image_every and self.step % self.settings.image_every == 0:
+            self._log_examples(logger, out.real_a, out.real_b, out.out)
 
     @torch.no_grad()
     def _log_examples(

@@ -56,7 +56,8 @@ Deviations from the reference implementation, and why:
   the mel loss alone first, as Parallel WaveGAN does for its first 100k steps; only the
   ``cpu_small`` trainer configuration uses it.
 
-Around it: non-finite loss check (raises :class:`~voiceconv.errors.TrainingDiverged`
+Around it, from the shared :class:`~voiceconv.training.base.TrainerBase` (the VC loop uses
+the same): non-finite loss check (raises :class:`~voiceconv.errors.TrainingDiverged`
 before the optimizer step that would apply a non-finite loss; nothing is written, so
 the last good checkpoint is intact), TensorBoard scalars,
 mel images and audio of a fixed example utterance, tqdm, and atomic checkpoints every
@@ -91,10 +92,9 @@ import dataclasses
 import logging
 import math
 import os
-import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,13 +105,13 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ExponentialLR
 
 from voiceconv.audio.mel import LogMel, MelConfig
-from voiceconv.errors import CheckpointError, ConfigError, TrainingDiverged
+from voiceconv.errors import CheckpointError, ConfigError
 from voiceconv.models.base import SavableModule, model_payload
 from voiceconv.models.losses import GAN_MODES, GANLoss
+from voiceconv.training.base import TrainerBase, TrainResult
 from voiceconv.training.checkpoint import CheckpointManager, load_checkpoint
-from voiceconv.training.logging import StepRate, TrainLogger, train_scalars
+from voiceconv.training.logging import TrainLogger
 from voiceconv.training.seeding import capture_rng_state, restore_rng_state
-from voiceconv.utils.atomic import atomic_write_json, atomic_write_text
 from voiceconv.vocoders.discriminators import (
     MultiResolutionSTFTLoss,
     feature_matching_loss,
@@ -294,13 +294,8 @@ class VocoderSettings:
         return cls(**{k: v for k, v in {**dict(values), **extra}.items() if k in names})
 
 
-@dataclass
-class VocoderTrainResult:
-    """What :meth:`VocoderTrainer.fit` returns."""
-
-    step: int
-    last_checkpoint: Path | None
-    logs: dict[str, float] = field(default_factory=dict)
+#: what :meth:`VocoderTrainer.fit` returns (the shared :class:`~voiceconv.training.base.TrainResult`)
+VocoderTrainResult = TrainResult
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -320,7 +315,7 @@ def load_vocoder_training_checkpoint(path: str | os.PathLike[str],
 # --------------------------------------------------------------------------- trainer
 
 
-class VocoderTrainer:
+class VocoderTrainer(TrainerBase):
     """Trains a vocoder generator against a set of discriminators.
 
     Args:
@@ -382,6 +377,7 @@ class VocoderTrainer:
         self._window = front_end_window(self.mel_config, torch.float32).to(self.device)
         self.gan_loss = GANLoss(settings.gan_mode)
         self.checkpoints = CheckpointManager(self.run_dir, keep_last=settings.keep_last)
+        self.precision = settings.precision
         self.example = example
         self.step = 0
 
@@ -404,10 +400,6 @@ class VocoderTrainer:
             "settings": dataclasses.asdict(self.settings),
             "config": self.config,
         }
-
-    def save_checkpoint(self) -> Path:
-        """Write ``step_XXXXXXX.ckpt`` and ``last.ckpt`` atomically; returns the step file."""
-        return self.checkpoints.save(self.state_dict(), self.step)
 
     def load_state_dict(self, state: Mapping[str, Any], source: Path) -> None:
         """Restore everything from a checkpoint ``state`` read from ``source``."""
@@ -433,27 +425,19 @@ class VocoderTrainer:
         restore_rng_state(state["rng"])
         self.step = int(state["step"])
 
-    def resume_if_possible(self) -> bool:
-        """Load ``run_dir/checkpoints/last.ckpt`` if it exists. Returns True if resumed."""
+    def _load_last(self) -> dict[str, Any] | None:
         last = self.checkpoints.last_path
         if not last.exists():
-            return False
-        self.load_state_dict(load_vocoder_training_checkpoint(last, map_location=self.device), last)
-        return True
+            return None
+        return load_vocoder_training_checkpoint(last, map_location=self.device)
 
-    def write_run_files(self) -> None:
-        """``config.yaml`` and ``mel_config.json`` in the run folder."""
-        from omegaconf import OmegaConf
+    def _run_config(self) -> Mapping[str, Any]:
+        return self.config
 
-        atomic_write_text(self.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(self.config)))
-        atomic_write_json(self.run_dir / "mel_config.json", self.mel_config.to_dict())
+    def _mel_config(self) -> MelConfig:
+        return self.mel_config
 
     # ------------------------------------------------------------- step
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.settings.precision == "fp32":
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-
     @contextlib.contextmanager
     def _discriminators_frozen(self) -> Iterator[None]:
         params = [p for d in self.discriminators.values() for p in d.parameters()]
@@ -480,15 +464,6 @@ class VocoderTrainer:
                          [[f[:n] for f in fm] for fm in fmaps], [[f[n:] for f in fm] for fm in fmaps])
         return out
 
-    def _check_finite(self, losses: Mapping[str, Tensor]) -> None:
-        bad = [name for name, v in losses.items() if not bool(torch.isfinite(v.detach()).all())]
-        if not bad:
-            return
-        what = ", ".join(f"{n} loss ({losses[n].item()})" for n in bad)
-        last = self.checkpoints.last_path
-        kept = f"last good checkpoint kept: {last}" if last.exists() else "no checkpoint written yet"
-        raise TrainingDiverged(f"step {self.step + 1}: non-finite {what}; training stopped, {kept}")
-
     def train_step(self) -> dict[str, Tensor]:
         """One D step and one G step on a fresh batch; returns the (detached) losses.
 
@@ -508,7 +483,10 @@ class VocoderTrainer:
                 target = self._target_spectrum(wav)
                 mag_loss = magnitude_loss(log_mag, target.abs(), edge_frames=edge)
                 if s.lambda_phase > 0:
-                    phase_loss = spectrum_phase_loss(phase, target, edge_frames=edge)
+                    # an integrated phase starts each segment at an arbitrary offset: no absolute term
+                    phase_loss = spectrum_phase_loss(
+                        phase, target, edge_frames=edge,
+                        instantaneous=getattr(self.generator, "phase_mode", "direct") == "direct")
         else:
             source = None
             if magnitude_net is not None:  # Griffin-Lim source: learned magnitude, its own loss
@@ -572,61 +550,21 @@ class VocoderTrainer:
         return torch.stft(wav.float(), cfg.n_fft, cfg.hop_length, cfg.n_fft, self._window,
                           center=cfg.center, pad_mode=cfg.pad_mode, return_complex=True)
 
-    # ------------------------------------------------------------- fit
-    def fit(self) -> VocoderTrainResult:
-        """Resume if possible, train until ``max_steps``, checkpoint, return the result."""
-        from tqdm.auto import tqdm
-
-        s = self.settings
-        if self.resume_if_possible():
-            log.info("resumed %s at step %d", self.run_dir, self.step)
-        self.write_run_files()
-        last = self.checkpoints.last_path
-        if self.step >= s.max_steps:
-            return VocoderTrainResult(self.step, last if last.exists() else None, {})
+    # ------------------------------------------------------------- fit hooks
+    def _fit_start(self) -> None:
         for net in (self.generator, *self.discriminators.values()):
             net.train()
-        logger = TrainLogger(self.run_dir / "tb", enabled=True, vocode=self._vocode,
-                             sample_rate=self.mel_config.sample_rate)
-        bar = tqdm(total=s.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                   disable=not s.progress)
-        last_logs: dict[str, float] = {}
-        last_path: Path | None = None
-        rate = StepRate(self.step)
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        try:
-            while self.step < s.max_steps:
-                logs = self.train_step()
-                bar.update(1)
-                if s.log_every and self.step % s.log_every == 0:
-                    last_logs = {k: float(v) for k, v in logs.items()}
-                    logger.scalars(self.step, {
-                        **train_scalars(last_logs, self.opt_g, self.opt_d, rate(self.step)),
-                        "time/wall_minutes": (time.perf_counter() - wall0) / 60,
-                        "time/cpu_minutes": (time.process_time() - cpu0) / 60})
-                    bar.set_postfix(mel=f"{last_logs['mel_l1']:.3f}", g=f"{last_logs['g_total']:.2f}",
-                                    d=f"{last_logs['d_total']:.2f}")
-                if s.audio_every and self.step % s.audio_every == 0:
-                    self._log_example(logger)
-                out_of_time = self._out_of_time(wall0, cpu0)
-                if self.step % s.ckpt_every == 0 or self.step == s.max_steps or out_of_time:
-                    last_path = self.save_checkpoint()
-                if out_of_time:
-                    log.info("time limit reached at step %d (%.1f min wall, %.1f min CPU)", self.step,
-                             (time.perf_counter() - wall0) / 60, (time.process_time() - cpu0) / 60)
-                    break
-        finally:
-            bar.close()
-            logger.close()
-        if not last_logs:
-            last_logs = {k: float(v) for k, v in logs.items()}
-        return VocoderTrainResult(self.step, last_path, last_logs)
 
-    def _out_of_time(self, wall0: float, cpu0: float) -> bool:
-        """Whether this fit has used up ``max_minutes`` of wall time or ``max_cpu_minutes`` of CPU."""
-        s = self.settings
-        return bool((s.max_minutes is not None and time.perf_counter() - wall0 >= 60 * s.max_minutes)
-                    or (s.max_cpu_minutes is not None and time.process_time() - cpu0 >= 60 * s.max_cpu_minutes))
+    def _make_logger(self) -> TrainLogger:
+        return TrainLogger(self.run_dir / "tb", enabled=True, vocode=self._vocode,
+                           sample_rate=self.mel_config.sample_rate)
+
+    def _postfix(self, logs: Mapping[str, float]) -> dict[str, str]:
+        return {"mel": f"{logs['mel_l1']:.3f}", "g": f"{logs['g_total']:.2f}", "d": f"{logs['d_total']:.2f}"}
+
+    def _after_step(self, logger: TrainLogger, out: Any) -> None:
+        if self.settings.audio_every and self.step % self.settings.audio_every == 0:
+            self._log_example(logger)
 
     @torch.no_grad()
     def _vocode(self, log_mel: np.ndarray) -> np.ndarray:

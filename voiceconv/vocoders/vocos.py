@@ -51,6 +51,9 @@ from voiceconv.audio.mel import MelConfig, mel_filterbank
 from voiceconv.errors import ConfigError
 from voiceconv.models.base import SavableModule
 
+#: how the head makes the phase: ``direct`` (the paper: one angle per bin and frame) or
+#: ``integrated`` (an angle plus the running sum of a predicted advance per frame)
+PHASE_MODES = ("direct", "integrated")
 #: natural log of the front end's floor (1e-5), the prior's floor
 _LOG_FLOOR = math.log(1e-5)
 
@@ -149,17 +152,19 @@ class VocosGenerator(SavableModule):
 
     def __init__(self, mel_config: dict[str, Any] | None = None, dim: int = 512,
                  intermediate_dim: int = 1536, num_layers: int = 8, mag_clip: float = 1e3,
-                 magnitude_prior: bool = False) -> None:
+                 magnitude_prior: bool = False, phase: str = "direct") -> None:
         super().__init__()
         cfg = MelConfig.from_dict(dict(mel_config)) if mel_config is not None else MelConfig()
         if min(int(dim), int(intermediate_dim), int(num_layers)) < 1:
             raise ConfigError(f"VocosGenerator: dim, intermediate_dim and num_layers must be >= 1,"
                               f" got {dim}, {intermediate_dim}, {num_layers}")
+        if phase not in PHASE_MODES:
+            raise ConfigError(f"VocosGenerator: phase must be one of {PHASE_MODES}, got {phase!r}")
         if not float(mag_clip) > 0:
             raise ConfigError(f"VocosGenerator: mag_clip must be > 0, got {mag_clip}")
         self.save_hparams(mel_config=cfg.to_dict(), dim=int(dim), intermediate_dim=int(intermediate_dim),
                           num_layers=int(num_layers), mag_clip=float(mag_clip),
-                          magnitude_prior=bool(magnitude_prior))
+                          magnitude_prior=bool(magnitude_prior), phase=str(phase))
         self._mel_config = cfg
         self.n_freq = cfg.n_fft // 2 + 1
         self.log_clip = math.log(float(mag_clip))
@@ -168,7 +173,8 @@ class VocosGenerator(SavableModule):
         self.blocks = nn.ModuleList(
             ConvNeXtBlock(dim, intermediate_dim, 1.0 / num_layers) for _ in range(num_layers))
         self.final_norm = nn.LayerNorm(dim, eps=1e-6)
-        self.head = nn.Linear(dim, 2 * self.n_freq)
+        self.phase_mode = str(phase)
+        self.head = nn.Linear(dim, (3 if self.phase_mode == "integrated" else 2) * self.n_freq)
         self.istft = InverseSTFT(cfg)
         self.magnitude_prior = bool(magnitude_prior)
         if self.magnitude_prior:
@@ -179,6 +185,11 @@ class VocosGenerator(SavableModule):
             self.register_buffer("prior_matrix", (spread / fb.sum(dim=1, keepdim=True).clamp_min(1e-12))
                                  .T.contiguous().float(), persistent=False)
         self.apply(self._init_weights)
+        if self.phase_mode == "integrated":
+            # each bin's phase advance per hop at its centre frequency: a phase vocoder's start
+            centre = 2.0 * math.pi * torch.arange(self.n_freq) * cfg.hop_length / cfg.n_fft
+            with torch.no_grad():
+                self.head.bias[2 * self.n_freq :] = torch.remainder(centre + math.pi, 2 * math.pi) - math.pi
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -209,7 +220,9 @@ class VocosGenerator(SavableModule):
         for block in self.blocks:
             x = block(x)
         out = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)
-        log_mag, phase = out[:, : self.n_freq], out[:, self.n_freq :]
+        log_mag, phase = out[:, : self.n_freq], out[:, self.n_freq : 2 * self.n_freq]
+        if self.phase_mode == "integrated":
+            phase = phase + torch.cumsum(out[:, 2 * self.n_freq :].float(), dim=-1).to(phase.dtype)
         if self.magnitude_prior:
             log_mag = log_mag + self.log_magnitude_prior(log_mel).to(log_mag.dtype)
         return log_mag.clamp(max=self.log_clip), phase
@@ -233,7 +246,8 @@ def anti_wrap(x: Tensor) -> Tensor:
     return torch.abs(x - 2.0 * math.pi * torch.round(x / (2.0 * math.pi)))
 
 
-def spectrum_phase_loss(phase: Tensor, target: Tensor, edge_frames: int = 0) -> Tensor:
+def spectrum_phase_loss(phase: Tensor, target: Tensor, edge_frames: int = 0,
+                        instantaneous: bool = True) -> Tensor:
     """APNet's phase losses (Ai & Ling 2023) on a predicted phase, weighted by the target magnitude.
 
     ``target`` is the complex STFT ``(B, n_freq, T)`` of the real segment. The sum of three
@@ -256,7 +270,7 @@ def spectrum_phase_loss(phase: Tensor, target: Tensor, edge_frames: int = 0) -> 
     ip = weighted(anti_wrap(est - ref), weight)
     gd = weighted(anti_wrap(torch.diff(est, dim=-2) - torch.diff(ref, dim=-2)), weight[..., 1:, :])
     iaf = weighted(anti_wrap(torch.diff(est, dim=-1) - torch.diff(ref, dim=-1)), weight[..., 1:])
-    return ip + gd + iaf
+    return (ip if instantaneous else 0.0) + gd + iaf
 
 
 __all__ = ["ConvNeXtBlock", "InverseSTFT", "VocosGenerator", "anti_wrap", "front_end_window",
