@@ -15,10 +15,13 @@ With ``--vocoders CKPT ...`` it times whole vocoders instead, on the same log-me
 front end's, :class:`~voiceconv.audio.mel.MelConfig` defaults): Griffin-Lim as conversion
 uses it (``load_vocoder("griffinlim")``: NNLS mel inversion + 32 iterations) and every
 checkpoint (Vocos, HiFi-GAN with a Griffin-Lim source, ...) through ``load_vocoder``, fp32,
-on ``--threads`` threads (default 1); each row gives the median seconds, "x real time" and
-the speed ratio to Griffin-Lim. The CPU (model and vector extensions) is printed first.
+on ``--threads`` threads (default 1); each row gives the median wall and process-CPU
+seconds, "x real time" for both, and the CPU-time ratio to Griffin-Lim (on a shared machine
+the wall time also counts the waits for a core; the CPU time is what the work costs).
+``--holdout RUN`` takes the clips from a vocoder run's held-out files. The CPU (model and vector extensions) is printed first.
 
-    python scripts/bench_vocoder.py --vocoders runs/vocos/checkpoints/last.ckpt runs/hifigan_gl/checkpoints/last.ckpt
+    python scripts/bench_vocoder.py --holdout RUN --vocoders runs/vocos/checkpoints/last.ckpt \
+        runs/hifigan_gl/checkpoints/last.ckpt
 """
 
 from __future__ import annotations
@@ -94,6 +97,28 @@ def timed(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
+def timed_cpu(fn, repeats: int) -> tuple[float, float]:
+    """Median wall and median process-CPU seconds of ``fn`` (after one warm-up call). On a
+    shared machine the CPU time is what the work costs; the wall time also counts waiting."""
+    walls, cpus = [], []
+    fn()
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - w0)
+        cpus.append(time.process_time() - c0)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def held_out_clips(run: Path, sr: int) -> list[np.ndarray]:
+    """The held-out files of a vocoder run (``RUN/holdout.txt``), prepared as its training data."""
+    from voiceconv.audio.preparation import Preparation
+
+    prep = Preparation(trim_top_db=40.0, normalize="peak")
+    files = [Path(line) for line in (run / "holdout.txt").read_text().splitlines() if line.strip()]
+    return [prep.load(f, sr, min_samples=1024) for f in files]
+
+
 def bench_vocoders(clips: list[np.ndarray], source: str, ckpts: list[str], repeats: int) -> None:
     """Time Griffin-Lim and each checkpoint on the same log-mels (one batch item per clip)."""
     from voiceconv.audio.mel import LogMel, MelConfig
@@ -115,11 +140,11 @@ def bench_vocoders(clips: list[np.ndarray], source: str, ckpts: list[str], repea
             with torch.inference_mode():
                 return [voc(m) for m in mels]
 
-        t, _ = timed(run, repeats)
-        rows.append((describe_vocoder(voc), t))
-    print(f"{'vocoder':60s} {'median s':>9s} {'x real time':>12s} {'vs Griffin-Lim':>15s}")
-    for name, t in rows:
-        print(f"{name[-60:]:60s} {t:9.3f} {seconds / t:12.1f} {rows[0][1] / t:14.2f}x")
+        rows.append((describe_vocoder(voc), *timed_cpu(run, repeats)))
+    print(f"{'vocoder':48s} {'wall s':>8s} {'x RT wall':>10s} {'CPU s':>8s} {'x RT CPU':>9s} {'vs GL (CPU)':>12s}")
+    for name, wall, cpu in rows:
+        print(f"{name[-48:]:48s} {wall:8.3f} {seconds / wall:10.1f} {cpu:8.3f} {seconds / cpu:9.1f}"
+              f" {rows[0][2] / cpu:11.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,12 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vocoders", nargs="*", default=None,
                     help="time these vocoder checkpoints against Griffin-Lim on the same mels instead")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for --vocoders (default 1)")
+    ap.add_argument("--holdout", type=Path, default=None,
+                    help="with --vocoders: the held-out files of this vocoder run folder as the clips")
     args = ap.parse_args(argv)
     if args.quick:
         args.clips, args.repeats = 2, 3
     sr, n_fft, hop = 22050, 1024, 256
-    clips = [] if args.synthetic else speech_clips(args.clips, sr)
-    source = "flite speech (ARCTIC prompts, voice slt)"
+    if args.holdout is not None:
+        clips, source = held_out_clips(args.holdout, sr), f"held-out files of {args.holdout}"
+    else:
+        clips = [] if args.synthetic else speech_clips(args.clips, sr)
+        source = "flite speech (ARCTIC prompts, voice slt)"
     if not clips:
         clips, source = synthetic_clips(args.clips, sr), "synthetic harmonic signals"
     if args.vocoders is not None:

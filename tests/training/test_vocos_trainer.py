@@ -28,13 +28,13 @@ MEL = MelConfig(sample_rate=8000, n_fft=256, win_length=256, hop_length=64, n_me
 SEGMENT = 1024
 
 
-def _tones(f0s, seconds=0.5, seed=0) -> list[np.ndarray]:
-    """Harmonic tones (5 harmonics, 1/h amplitudes) with a little noise."""
+def _tones(f0s, seconds=0.5, seed=0, harmonics=5) -> list[np.ndarray]:
+    """Harmonic tones (``harmonics`` partials, 1/h amplitudes) with a little noise."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * MEL.sample_rate)) / MEL.sample_rate
     out = []
     for f0 in f0s:
-        x = sum(np.sin(2 * np.pi * f0 * h * t + h) / h for h in range(1, 6))
+        x = sum(np.sin(2 * np.pi * f0 * h * t + h) / h for h in range(1, harmonics + 1))
         out.append((0.3 * x + 0.003 * rng.standard_normal(t.size)).astype(np.float32))
     return out
 

@@ -29,9 +29,10 @@ def _randomised(gen: VocosGenerator) -> VocosGenerator:
     return gen.eval()
 
 
+@pytest.mark.parametrize("phase", ["direct", "integrated"])
 @pytest.mark.parametrize("mel", [MelConfig(), MEL], ids=["default", "short-window"])
-def test_synthesis_equals_torch_istft_of_the_predicted_spectrum(mel):
-    gen = _randomised(VocosGenerator(mel.to_dict(), **SMALL))
+def test_synthesis_equals_torch_istft_of_the_predicted_spectrum(mel, phase):
+    gen = _randomised(VocosGenerator(mel.to_dict(), **SMALL, phase=phase))
     log_mel = torch.randn(2, mel.n_mels, 23) - 3.0
     with torch.no_grad():
         log_mag, phase = gen.spectrum(log_mel)
@@ -46,9 +47,10 @@ def test_synthesis_equals_torch_istft_of_the_predicted_spectrum(mel):
     torch.testing.assert_close(wav.double(), ref, rtol=0, atol=1e-5 * float(ref.abs().max()))
 
 
+@pytest.mark.parametrize("phase", ["direct", "integrated"])
 @pytest.mark.parametrize("frames", [1, 2, 3, 7, 64, 129])
-def test_untrained_model_gives_hop_samples_per_frame(frames):
-    gen = VocosGenerator(MEL.to_dict(), **SMALL).eval()
+def test_untrained_model_gives_hop_samples_per_frame(frames, phase):
+    gen = VocosGenerator(MEL.to_dict(), **SMALL, phase=phase, magnitude_prior=True).eval()
     with torch.no_grad():
         assert gen(torch.randn(3, MEL.n_mels, frames)).shape == (3, frames * MEL.hop_length)
         assert gen(torch.randn(MEL.n_mels, frames)).shape == (frames * MEL.hop_length,)
@@ -75,9 +77,30 @@ def test_magnitude_prior_is_exact_for_a_flat_spectrum():
     torch.testing.assert_close(prior[0, covered], flat[0, covered], rtol=1e-4, atol=0)
 
 
+@pytest.mark.parametrize("freq", [440.0, 1234.5, 3010.0])
+def test_integrated_phase_advances_at_a_sinusoids_frequency(freq):
+    """From the STFT log-magnitude of a steady sinusoid, the advance per hop at its peak bin is
+    the sinusoid's own 2 pi f hop / sr (mod 2 pi), not the bin centre's."""
+    cfg = MelConfig()
+    gen = VocosGenerator(cfg.to_dict(), **SMALL, phase="integrated")
+    t = torch.arange(cfg.sample_rate, dtype=torch.float64) / cfg.sample_rate
+    x = torch.sin(2 * math.pi * freq * t).float()
+    spec = torch.stft(x, cfg.n_fft, cfg.hop_length, cfg.win_length, torch.hann_window(cfg.win_length),
+                      center=True, return_complex=True)
+    log_mag = torch.log(spec.abs().clamp_min(1e-5))[None, :, 20:-20]
+    advance = gen._advance(log_mag)[0, :, 0]
+    peak = int(log_mag[0, :, 0].argmax())
+    true = 2 * math.pi * freq * cfg.hop_length / cfg.sample_rate
+    error = float(anti_wrap(advance[peak] - true))
+    centre_error = float(anti_wrap(torch.tensor(2 * math.pi * peak * cfg.hop_length / cfg.n_fft - true)))
+    assert error < 0.15 and error < 0.5 * centre_error + 1e-3, (error, centre_error)
+
+
 def test_bad_sizes_and_inputs_are_refused():
     with pytest.raises(ConfigError, match="num_layers"):
         VocosGenerator(MEL.to_dict(), dim=8, intermediate_dim=8, num_layers=0)
+    with pytest.raises(ConfigError, match="phase"):
+        VocosGenerator(MEL.to_dict(), **SMALL, phase="random")
     with pytest.raises(ConfigError, match=r"\(B, 16, T\)"):
         VocosGenerator(MEL.to_dict(), **SMALL)(torch.randn(1, 15, 4))
 

@@ -9,7 +9,8 @@ Stages (each resumable: a second run skips what is already done):
    held-out parallel set for evaluation;
 3. **train**: ``voiceconv-train experiment=flite_demo`` (small MaskCycleGAN-VC) for
    ``--steps`` steps, features cached under the run folder;
-4. **convert**: the held-out source utterances with Griffin-Lim;
+4. **convert**: the held-out source utterances with Griffin-Lim (or ``--vocoder``: a
+   neural vocoder checkpoint, e.g. a Vocos trained by ``recipes/vocoder_hifigan``);
 5. **evaluate**: MCD, DTW log-mel distance, F0 and two speaker classifiers of the
    conversions against the held-out target references, beside both yardsticks: the
    unconverted source and the statistics-only shift (same vocoder).
@@ -44,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--precision", default="auto",
                     help="training and conversion precision: auto (the fastest on this machine), bf16 or fp32")
     ap.add_argument("--threads", default="auto", help="training threads: auto (the fastest here) or a number")
+    ap.add_argument("--vocoder", default="griffinlim", metavar="griffinlim[:N[:M]]|PATH",
+                    help="vocoder of the conversions and of the statistics-only yardstick: Griffin-Lim"
+                         " (no training) or a neural vocoder checkpoint (Vocos, HiFi-GAN) for the same MelConfig")
     ap.add_argument("--train-override", action="append", default=[],
                     help="extra Hydra override for training, e.g. trainer.batch_size=4 (repeatable)")
     return ap
@@ -106,10 +110,11 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"   checkpoint {ckpt} ({time.perf_counter() - t:.0f} s)")
 
     t = _stage(4, f"convert the held-out {src} utterances to {tgt}")
-    conv = VoiceConverter.from_checkpoint(ckpt, device=args.device, precision=args.precision)
+    conv = VoiceConverter.from_checkpoint(ckpt, device=args.device, vocoder=args.vocoder,
+                                          precision=args.precision)
     sources = sorted((out / "eval" / src).glob("*.wav"))
     results = conv.convert_files(sources, out / "converted", direction="a2b", overwrite=True)
-    stats_vc, _ = statistics_only_converter(ckpt, device=args.device)
+    stats_vc, _ = statistics_only_converter(ckpt, vocoder=args.vocoder, device=args.device)
     results += render_statistics_only(sources, out / "report" / STATISTICS_ONLY_DIR, stats_vc, "a2b")
     failed = [r for r in results if not r.ok]
     for r in failed:
