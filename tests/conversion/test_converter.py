@@ -20,6 +20,7 @@ from conversion_tiny import (
     write_wav,
 )
 
+from voiceconv.audio.mel import log_mel
 from voiceconv.conversion import FileResult, OutputExists, VoiceConverter
 from voiceconv.errors import (
     AudioError,
@@ -383,3 +384,30 @@ def test_cuda_matches_cpu(ckpt: Path) -> None:
     assert np.linalg.norm(fp32_gpu - cpu) / spread < 1e-2
     out, sr = gpu_vc.convert(speech_like(2.0), SR)
     assert sr == SR and out.shape == (2 * SR,) and np.isfinite(out).all()
+
+
+def test_a_vocos_checkpoint_vocodes_the_conversion(tmp_path: Path, ckpt: Path) -> None:
+    """A Vocos generator saved as the vocoder trainer saves it (payload under "model" plus the
+    MelConfig) is picked by path; its output equals the generator's own on the converted mel."""
+    from voiceconv.vocoders.vocos import VocosGenerator
+
+    torch.manual_seed(0)
+    gen = VocosGenerator(TINY_MEL.to_dict(), dim=8, intermediate_dim=16, num_layers=1,
+                         magnitude_prior=True, phase="integrated").eval()
+    path = tmp_path / "vocos.ckpt"
+    torch.save({"model": model_payload(gen), "mel_config": TINY_MEL.to_dict()}, path)
+    vc = VoiceConverter.from_checkpoint(ckpt, vocoder=path)
+    wav = speech_like(0.5)
+    out, rate = vc.convert(wav, SR)
+    assert rate == SR and abs(out.shape[-1] - wav.size) <= TINY_MEL.hop_length
+    assert np.isfinite(out).all() and np.abs(out).max() > 0
+    mel = torch.as_tensor(log_mel(wav, TINY_MEL))
+    n = mel.shape[-1] * TINY_MEL.hop_length
+    with torch.no_grad():
+        ref = gen(mel).numpy()
+    np.testing.assert_allclose(vc.vocode(mel, n), ref[:n], atol=1e-5)
+    other = TINY_MEL.__class__(**{**TINY_MEL.to_dict(), "n_mels": 20})
+    torch.save({"model": model_payload(VocosGenerator(other.to_dict(), dim=8, intermediate_dim=16, num_layers=1)),
+                "mel_config": other.to_dict()}, tmp_path / "other.ckpt")
+    with pytest.raises(MelConfigMismatch, match="n_mels=20"):
+        VoiceConverter.from_checkpoint(ckpt, vocoder=tmp_path / "other.ckpt")
