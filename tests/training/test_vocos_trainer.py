@@ -1,6 +1,6 @@
 """Vocos through the vocoder trainer: one step against a hand-written update (hinge GAN on
-MPD + MRD, feature matching, mel L1, STFT, magnitude and phase terms), exact resume, the
-time limits, and a short training on tones that beats Griffin-Lim on unseen pitches."""
+MPD + MRD, feature matching, mel L1, STFT, magnitude and phase terms), exact resume and the
+CPU time limit."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from voiceconv.vocoders.discriminators import (
     MultiResolutionDiscriminator,
     MultiResolutionSTFTLoss,
 )
-from voiceconv.vocoders.griffinlim import GriffinLim
 from voiceconv.vocoders.vocos import VocosGenerator, spectrum_phase_loss
 
 torch.set_num_threads(1)
@@ -147,32 +146,3 @@ def test_cpu_time_limit_stops_with_a_checkpoint(tmp_path):
     trainer = _trainer(tmp_path / "run", max_steps=50, max_cpu_minutes=1e-6, ckpt_every=100)
     result = trainer.fit()
     assert result.step == 1 and result.last_checkpoint is not None and result.last_checkpoint.is_file()
-
-
-@pytest.mark.slow
-def test_short_training_beats_griffin_lim_on_tones_of_unseen_pitch(tmp_path):
-    """Reconstruction losses only (no discriminator), 150 steps on tones of 6 pitches; on two
-    pitches it never saw, the spectral convergence of Vocos's output is below Griffin-Lim's
-    (32 iterations) on the same mels."""
-    def adamw(params):
-        return torch.optim.AdamW(params, lr=3e-3, betas=(0.8, 0.9))
-
-    trainer = _trainer(tmp_path / "run", max_steps=150, waves=_tones((100, 130, 160, 190, 220, 250)),
-                       make_opt=adamw, disc_start_step=10_000, lambda_mel=45.0, lambda_stft=45.0,
-                       lambda_magnitude=45.0, lambda_phase=10.0, batch_size=8, ckpt_every=1000)
-    trainer.fit()
-    gen = trainer.generator.eval()
-    front = LogMel(MEL)
-    gl = GriffinLim(MEL)
-    for wave in _tones((145, 205), seed=5):
-        wav = torch.from_numpy(wave)
-        mel = front(wav)
-        target = front.magnitude(wav, all_bins=True)
-        with torch.no_grad():
-            ours, theirs = gen(mel)[: wav.numel()], gl(mel)[: wav.numel()]
-
-        def sc(est):
-            s = front.magnitude(est, all_bins=True)
-            return float(torch.linalg.norm(target - s) / torch.linalg.norm(target))
-
-        assert sc(ours) < sc(theirs), (sc(ours), sc(theirs))
