@@ -77,6 +77,16 @@ def _as_waveform(x: Tensor) -> Tensor:
     raise ConfigError(f"discriminator input must be (B, T) or (B, 1, T), got {tuple(x.shape)}")
 
 
+def _judge_all(discriminators: nn.ModuleList, x: Tensor) -> DiscOutput:
+    """Every sub-discriminator on the same input: ``(logits, feature_maps)``, one entry each."""
+    logits, fmaps = [], []
+    for d in discriminators:
+        logit, fmap = d(x)
+        logits.append(logit)
+        fmaps.append(fmap)
+    return logits, fmaps
+
+
 class PeriodDiscriminator(nn.Module):
     """One MPD sub-discriminator for period ``period`` (2-D convs on the folded signal)."""
 
@@ -123,13 +133,7 @@ class MultiPeriodDiscriminator(SavableModule):
         self.discriminators = nn.ModuleList(PeriodDiscriminator(p, channels_t) for p in periods_t)
 
     def forward(self, wav: Tensor) -> DiscOutput:
-        x = _as_waveform(wav)
-        logits, fmaps = [], []
-        for d in self.discriminators:
-            logit, fmap = d(x)
-            logits.append(logit)
-            fmaps.append(fmap)
-        return logits, fmaps
+        return _judge_all(self.discriminators, _as_waveform(wav))
 
 
 class ScaleDiscriminator(nn.Module):
@@ -254,13 +258,7 @@ class MultiResolutionDiscriminator(SavableModule):
         self.discriminators = nn.ModuleList(ResolutionDiscriminator(tuple(r), c) for r in res)
 
     def forward(self, wav: Tensor) -> DiscOutput:
-        x = _as_waveform(wav)
-        logits, fmaps = [], []
-        for d in self.discriminators:
-            logit, fmap = d(x)
-            logits.append(logit)
-            fmaps.append(fmap)
-        return logits, fmaps
+        return _judge_all(self.discriminators, _as_waveform(wav))
 
 
 # --------------------------------------------------------------------------- losses
