@@ -1,4 +1,14 @@
-"""The HiFi-GAN training loop (Kong, Kim & Bae, NeurIPS 2020).
+"""The vocoder training loop: HiFi-GAN (Kong, Kim & Bae, NeurIPS 2020) and Vocos (Siuzdak 2023).
+
+The discriminators are named (``{"mpd": ..., "msd": ...}`` for HiFi-GAN, ``{"mpd": ...,
+"mrd": ...}`` for Vocos: ``model.discriminators`` in the config, or HiFi-GAN's top-level
+``model.mpd`` / ``model.msd``); the names key the checkpoint and the logged losses. A
+Vocos generator (one with ``spectrum``) is run as ``synthesize(*spectrum(mel))`` so that its
+predicted spectrum can get its own losses: ``lambda_magnitude`` x
+:func:`~voiceconv.vocoders.magnitude.magnitude_loss` and ``lambda_phase`` x
+:func:`~voiceconv.vocoders.vocos.spectrum_phase_loss` against the segment's STFT (both 0
+in Vocos's configuration, on in ``cpu_vocos``). ``gan_mode`` picks the shared
+:class:`~voiceconv.models.losses.GANLoss` (HiFi-GAN: lsgan, Vocos: hinge).
 
 One training step (:meth:`VocoderTrainer.train_step`), in the reference order:
 
@@ -73,7 +83,7 @@ Checkpoint keys (``format`` :data:`VOCODER_CHECKPOINT_FORMAT`):
 ==================  =============================================================
 ``model``           generator :func:`~voiceconv.models.base.model_payload` (what
                     ``voiceconv.vocoders.base.load_vocoder`` reads)
-``discriminators``  ``{"mpd": payload, "msd": payload}``
+``discriminators``  ``{name: payload}`` (HiFi-GAN: ``mpd``, ``msd``; Vocos: ``mpd``, ``mrd``)
 ``optimizers``      ``{"generator": state_dict, "discriminator": state_dict}``
 ``schedulers``      ``{"generator": state_dict, "discriminator": state_dict}``
 ``rng``             :func:`~voiceconv.training.seeding.capture_rng_state`
