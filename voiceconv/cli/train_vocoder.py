@@ -1,10 +1,11 @@
-"""``voiceconv-train-vocoder``: train a HiFi-GAN vocoder on folders of speech (Hydra).
+"""``voiceconv-train-vocoder``: train a HiFi-GAN or Vocos vocoder on folders of speech (Hydra).
 
 Examples::
 
     voiceconv-train-vocoder data.dirs=[wavs/rms,wavs/slt] out_dir=runs/voc trainer.max_steps=2000
     voiceconv-train-vocoder data.dirs=[wavs/rms,wavs/slt] out_dir=runs/voc trainer.max_steps=4000  # resumes
     voiceconv-train-vocoder data.dirs=[wavs/rms] out_dir=runs/voc_small model=hifigan_small trainer=cpu_small
+    voiceconv-train-vocoder data.dirs=[wavs/rms,wavs/slt] out_dir=runs/vocos model=vocos_small trainer=cpu_vocos
 
 The configuration tree is ``conf/vocoder/`` of the repository (found from this file
 in an editable install, or ``$VOICECONV_CONF_DIR/vocoder``); the ``mel`` group comes
