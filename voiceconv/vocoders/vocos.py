@@ -35,6 +35,9 @@ Deviations from the paper and the reference implementation, and why:
   offset forward; every other quantity still depends on a bounded neighbourhood, and a
   stream keeps the running phase as its only state. Training drops the absolute-phase
   term of the phase loss for it (a segment starts the sum at an arbitrary offset).
+  Limitation: conversion vocodes inputs longer than 2048 frames in windows
+  (:func:`~voiceconv.conversion.chunking.vocode_chunked`), and each window starts its own
+  running sum, so the 2-hop cross-fades there join pieces with different phase offsets.
 
 * ``magnitude_prior`` (default off; on in ``vocos_small``): the head's log-magnitude is a
   residual on a fixed closed-form spread of the mel back to the linear bins (each mel
