@@ -7,7 +7,9 @@ on the run's own model and crop size: a few optimiser-free generator + discrimin
 steps on a copy of the model (bf16 is a candidate only where the CPU has native bf16),
 the fastest wins, and the result is cached per machine and workload in
 ``$VOICECONV_CACHE_DIR`` (default ``~/.cache/voiceconv``) ``/autotune.json``, so later
-runs start at once. ``VOICECONV_AUTOTUNE=refresh`` measures again. Random number
+runs start at once; the key includes how busy the machine is (load per core, rounded), so
+an idle and a loaded machine each get their own answer. ``VOICECONV_AUTOTUNE=refresh``
+measures again. Random number
 streams are left exactly as they were, so a run's trajectory does not depend on
 whether the choice came from the cache.
 """
@@ -49,6 +51,15 @@ def cache_file() -> Path:
     if not root:
         root = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "voiceconv")
     return Path(root) / "autotune.json"
+
+
+def load_band() -> int:
+    """The machine's load average per usable core, rounded (0 idle, 1 busy, 2 oversubscribed, ...):
+    part of the cache key, since the fastest thread count on a busy machine is not an idle one's."""
+    try:
+        return round(os.getloadavg()[0] / available_cores())
+    except OSError:
+        return 0
 
 
 def candidate_settings(precision: str, threads: Any, cores: int, native_bf16: bool) -> list[Setting]:
@@ -161,7 +172,7 @@ def apply_machine_settings(
     if len(candidates) == 1:
         (prec, n), timings, cached = candidates[0], {}, False
     else:
-        key = {"machine": machine_signature(), "model": model.describe()["class"],
+        key = {"machine": machine_signature(), "busy": load_band(), "model": model.describe()["class"],
                "hparams": model.describe()["hparams"], "batch": int(trainer_cfg.get("batch_size", 1)),
                "n_mels": n_mels, "frames": crop_frames}
         rng = capture_rng_state()
