@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +104,16 @@ def _griffin_lim_vocoder(mel_cfg: Any) -> Any:
     return vocode
 
 
-def run(cfg: DictConfig) -> Any:
-    """Train with a composed config (what ``voiceconv-train`` runs); returns the TrainResult."""
+def run(
+    cfg: DictConfig,
+    stop: Callable[[], bool] | None = None,
+    on_step: Callable[[int, Mapping[str, float]], None] | None = None,
+) -> Any:
+    """Train with a composed config (what ``voiceconv-train`` runs); returns the TrainResult.
+
+    ``stop`` and ``on_step`` go to :meth:`VCTrainer.fit` (the web app's Stop button
+    and live progress).
+    """
     from hydra.utils import instantiate
 
     from voiceconv.audio.mel import MelConfig
@@ -141,9 +150,10 @@ def run(cfg: DictConfig) -> Any:
         vocode = _griffin_lim_vocoder(mel_cfg) if cfg.trainer.get("audio", False) else None
         trainer = VCTrainer(model, make_opt_g, make_opt_d, sampler, settings, cfg.out_dir,
                             info, ctx=ctx, vocode=vocode)
-        result = trainer.fit()
+        result = trainer.fit(stop=stop, on_step=on_step)
         if ctx.is_main:
-            print(f"voiceconv-train: step {result.step}, checkpoint {result.last_checkpoint}")
+            how = "stopped at" if result.stopped else "step"
+            print(f"voiceconv-train: {how} {result.step}, checkpoint {result.last_checkpoint}")
         return result
     finally:
         cleanup(ctx)
