@@ -94,11 +94,16 @@ def build_blocks(service: AppService) -> Any:
             raise gr.Error(f"{head}\n{body}", print_exception=False)
         return str(res.zip_path), f"{head}\n\n{body}"
 
+    def loss_frame(table: dict[str, list[Any]]) -> pd.DataFrame | None:
+        # None until there is a point: a plot first given an empty frame never draws its
+        # lines afterwards (Gradio 6.31)
+        return pd.DataFrame(table) if table["step"] else None
+
     def progress_view():
         job = service.status()
         if job is None:
-            return "No training yet.", pd.DataFrame({"step": [], "loss": [], "value": []})
-        return job.summary(), pd.DataFrame(job.loss_table())
+            return "No training yet.", None
+        return job.summary(), loss_frame(job.loss_table())
 
     def follow(job: Any) -> Iterator[tuple[str, Any]]:
         while not job.done:
@@ -146,10 +151,12 @@ def build_blocks(service: AppService) -> Any:
                     f"Runs folder: `{service.runs_dir}`")
         with gr.Tab("Convert"):
             with gr.Row():
-                run_dd = gr.Dropdown(names, value=first, label="Run", allow_custom_value=True)
-                dir_dd = gr.Dropdown(service.direction_choices(first), value="a2b", label="Direction")
+                run_dd = gr.Dropdown(names, value=first, label="Run", allow_custom_value=True,
+                                     elem_id="run-dd")
+                dir_dd = gr.Dropdown(service.direction_choices(first), value="a2b", label="Direction",
+                                     elem_id="direction-dd")
                 voc_dd = gr.Dropdown(service.vocoder_choices(first), value=GRIFFIN_LIM, label="Vocoder",
-                                     allow_custom_value=True)
+                                     allow_custom_value=True, elem_id="vocoder-dd")
             with gr.Row():
                 audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Input speech",
                                     elem_id="audio-in")
@@ -158,9 +165,11 @@ def build_blocks(service: AppService) -> Any:
             convert_btn = gr.Button("Convert", variant="primary", elem_id="convert-btn")
             info = gr.Markdown(elem_id="convert-info")
             with gr.Row():
-                mel_in = gr.Image(label="Input log-mel", type="filepath", interactive=False)
-                mel_out = gr.Image(label="Output log-mel", type="filepath", interactive=False)
-            download = gr.File(label="Download the converted file", interactive=False)
+                mel_in = gr.Image(label="Input log-mel", type="filepath", interactive=False, height=240,
+                                  elem_id="mel-in")
+                mel_out = gr.Image(label="Output log-mel", type="filepath", interactive=False, height=240,
+                                   elem_id="mel-out")
+            download = gr.File(label="Download the converted file", interactive=False, height=90)
             details = gr.State()
             with gr.Accordion("Several files at once (returned as a zip)", open=False):
                 files_in = gr.File(file_count="multiple", file_types=["audio"], label="Audio files",
@@ -170,24 +179,25 @@ def build_blocks(service: AppService) -> Any:
                 many_info = gr.Markdown()
         with gr.Tab("Train"):
             with gr.Row():
-                run_name = gr.Textbox(label="New run name", placeholder="rms_slt")
+                run_name = gr.Textbox(label="New run name", placeholder="rms_slt", elem_id="run-name")
                 model_dd = gr.Dropdown(list(MODELS), value=MODELS[0], label="Model size")
-                steps_in = gr.Number(value=1000, precision=0, minimum=1, label="Steps")
+                steps_in = gr.Number(value=1000, precision=0, minimum=1, label="Steps", elem_id="train-steps")
             with gr.Row():
                 with gr.Column():
-                    a_dir = gr.Textbox(label="Speaker A: folder on the server")
+                    a_dir = gr.Textbox(label="Speaker A: folder on the server", elem_id="a-dir")
                     a_files = gr.File(file_count="multiple", file_types=["audio"], type="filepath",
                                       label="... or upload speaker A's recordings")
                     speaker_a = gr.Textbox(label="Speaker A name (default: the folder's name)")
                 with gr.Column():
-                    b_dir = gr.Textbox(label="Speaker B: folder on the server")
+                    b_dir = gr.Textbox(label="Speaker B: folder on the server", elem_id="b-dir")
                     b_files = gr.File(file_count="multiple", file_types=["audio"], type="filepath",
                                       label="... or upload speaker B's recordings")
                     speaker_b = gr.Textbox(label="Speaker B name (default: the folder's name)")
             with gr.Accordion("Advanced: Hydra overrides, one per line", open=False):
-                overrides = gr.Textbox(lines=3, label="e.g. trainer.batch_size=2, model.n_residual=3")
+                overrides = gr.Textbox(lines=3, label="e.g. trainer.batch_size=2, model.n_residual=3",
+                                       elem_id="train-overrides")
             with gr.Row():
-                train_btn = gr.Button("Train", variant="primary")
+                train_btn = gr.Button("Train", variant="primary", elem_id="train-btn")
                 stop_btn = gr.Button("Stop (writes a checkpoint)", variant="stop")
             with gr.Row():
                 resume_dd = gr.Dropdown(names, value=first, label="Resume run", allow_custom_value=True)
@@ -195,7 +205,8 @@ def build_blocks(service: AppService) -> Any:
                                          label="Up to step (0: the run's configured steps)")
                 resume_btn = gr.Button("Resume")
             progress = gr.Markdown("No training yet.", elem_id="train-progress")
-            loss_plot = gr.LinePlot(x="step", y="value", color="loss", title="Losses", height=260)
+            loss_plot = gr.LinePlot(None, x="step", y="value", color="loss", title="Losses",
+                                    height=260, elem_id="loss-plot")
         with gr.Tab("Evaluate"):
             with gr.Row():
                 eval_dd = gr.Dropdown(names, value=first, label="Run", allow_custom_value=True)
