@@ -23,6 +23,7 @@ from app_tiny import AppProcess, speech_like, write_run, write_speakers, write_w
 
 from voiceconv.audio.mel import MelConfig  # noqa: E402
 
+MAX_UPLOAD_MB = 2
 MISSING_EXTRA = [m for m in ("gradio", "gradio_client", "playwright") if importlib.util.find_spec(m) is None]
 
 
@@ -61,7 +62,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     write_wav(data / "held_out" / "low" / "h0.wav", speech_like(0.8, 8000, seed=7, f0=105.0), 8000)
     write_wav(data / "held_out" / "high" / "h0.wav", speech_like(0.8, 8000, seed=7, f0=215.0), 8000)
     inputs.mkdir()
-    app = AppProcess(runs, data, root / "app.log")
+    app = AppProcess(runs, data, root / "app.log", "--max-upload-mb", str(MAX_UPLOAD_MB))
     try:
         app.wait_ready()
         yield Served(app, runs, data, inputs)

@@ -92,6 +92,32 @@ def test_bad_upload_is_a_message_naming_the_file_and_the_app_keeps_serving(clien
                                   api_name="/convert")).frames == 8000
 
 
+def test_simultaneous_conversions_queue_and_all_succeed(client, served):
+    from gradio_client import handle_file
+
+    srcs = [write_wav(served.inputs / f"together{i}.wav", speech_like(1.0 + 0.25 * i, 8000, seed=i), 8000)
+            for i in range(4)]
+    jobs = [client.submit(handle_file(str(s)), "tiny", "a2b", "griffinlim", api_name="/convert") for s in srcs]
+    for i, job in enumerate(jobs):
+        assert abs(sf.info(job.result(timeout=120)).duration - (1.0 + 0.25 * i)) < 0.02
+
+
+def test_upload_above_the_size_limit_is_refused(client, served):
+    from gradio_client import handle_file
+
+    big = write_wav(served.inputs / "too_big.wav", speech_like(40.0, 44100), 44100)  # ~3.5 MB > 2 MB
+    with pytest.raises(ValueError, match="exceeds the maximum file size of 2097152 bytes"):
+        client.predict(handle_file(str(big)), "tiny", "a2b", "griffinlim", api_name="/convert")
+    import httpx  # the server refuses it too (not only the client's own check)
+
+    with open(big, "rb") as fh:
+        resp = httpx.post(f"{served.url}gradio_api/upload", files={"files": ("too_big.wav", fh)}, timeout=60)
+    assert resp.status_code == 413, (resp.status_code, resp.text[:200])
+    ok = write_wav(served.inputs / "small_enough.wav", speech_like(1.0, 8000), 8000)
+    assert sf.info(client.predict(handle_file(str(ok)), "tiny", "a2b", "griffinlim",
+                                  api_name="/convert")).frames == 8000
+
+
 def test_vocoder_with_other_mel_settings_is_refused(client, served):
     """A trained vocoder whose MelConfig differs from the run's: a message naming it."""
     from gradio_client import handle_file
