@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     from voiceconv.app.server import launch
     from voiceconv.errors import VoiceconvError
 
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"voiceconv-app: WARNING: serving on {args.host}: anyone who can reach it can convert, "
+              "train and read the runs folder (no login)", file=sys.stderr)
+
     try:
         launch(args.runs, host=args.host, port=args.port, work_dir=args.work_dir, data_dirs=args.data,
                max_upload_mb=args.max_upload_mb, device=args.device, precision=args.precision,
