@@ -171,6 +171,22 @@ def test_train_tiny_run_to_completion_then_convert_with_it(client, served):
                                   api_name="/convert")).samplerate == 8000
 
 
+def test_train_from_uploaded_recordings(client, served):
+    from gradio_client import handle_file
+
+    ups = {role: [handle_file(str(p)) for p in sorted((served.data / folder).glob("*.wav"))]
+           for role, folder in (("A", "low"), ("B", "high"))}
+    text = client.predict("api_uploads", "", "", ups["A"], ups["B"], "lo", "hi", "maskcyclegan_vc_small", 2,
+                          TINY_OVERRIDES, api_name="/train")[0]
+    assert "finished" in text
+    run = served.runs / "api_uploads"
+    assert sorted(p.name for p in (run / "data" / "lo").iterdir()) == ["utt0.wav", "utt1.wav", "utt2.wav"]
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["speakers"] == {"A": "lo", "B": "hi"}
+    assert "exists" in _app_error(lambda: client.predict(
+        "api_uploads", "", "", ups["A"], ups["B"], "lo", "hi", "maskcyclegan_vc_small", 2, TINY_OVERRIDES,
+        api_name="/train"))
+
+
 def test_one_training_at_a_time_stop_writes_a_checkpoint_and_resume_continues(client, served):
     job = _train(client, "api_stop", 100000, served, submit=True)
     _wait_for_step(client, 2)

@@ -51,8 +51,10 @@ def browser(served, tmp_path_factory):
             chromium.close()
 
 
-def _open(browser, served, run: str):
+def _open(browser, served, run: str, requests: list[str] | None = None):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    if requests is not None:
+        page.on("request", lambda req: requests.append(req.url))
     page.goto(served.url)
     page.wait_for_selector("#convert-btn", timeout=60_000)
     choice = page.locator("#run-dd input")
@@ -89,7 +91,8 @@ def _playable(audio) -> tuple[int, float, str]:
 
 def test_upload_convert_and_play(browser, served, shots):
     five = write_wav(served.inputs / "five_seconds.wav", speech_like(5.0, 22050, seed=11), 22050)
-    page = _open(browser, served, "small")
+    requests: list[str] = []
+    page = _open(browser, served, "small", requests)
     assert page.locator("#direction-dd input").input_value() == "rms -> slt"
     page.locator("#audio-in input[type=file]").set_input_files(str(five))
     _one_audio(page, "#audio-in")
@@ -107,6 +110,8 @@ def test_upload_convert_and_play(browser, served, shots):
     _until(lambda: page.locator("#mel-in img").count() == 1 and page.locator("#mel-out img").count() == 1,
            "both mel images")
     page.screenshot(path=str(shots / "app_convert.png"), full_page=True)
+    elsewhere = [u for u in requests if not u.startswith((served.url, "blob:", "data:"))]
+    assert len(requests) > 10 and not elsewhere, elsewhere  # no fonts, analytics, CDNs
     server = float(info.inner_text().split("converted in")[1].split("s")[0])
     warm = []
     for _ in range(2):  # the model is loaded now: what a user sees from the second request on
