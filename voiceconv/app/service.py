@@ -193,9 +193,9 @@ def _display(path: str | Path) -> str:
     return Path(path).name
 
 
-def _problem_for_user(err: VoiceconvError, path: Path) -> str:
-    """The error's one line with the upload's temp folder replaced by its file name."""
-    return str(err).replace(str(path), path.name)
+def _named(message: str, path: Path) -> str:
+    """``message`` with ``path`` (an upload's temp location) replaced by its file name."""
+    return message.replace(str(path), path.name)
 
 
 class AppService:
@@ -297,14 +297,8 @@ class AppService:
     def _input_file(self, path: str | Path | None) -> Path:
         if path is None or not str(path).strip():
             raise ConfigError("no audio given: upload a file or record one")
-        return resolve_inside(path, [*self.read_roots, *self._upload_roots()], "audio file")
-
-    def _upload_roots(self) -> list[Path]:
-        import os
-        import tempfile
-
-        temp = os.environ.get("GRADIO_TEMP_DIR")
-        return [Path(temp).resolve()] if temp else [Path(tempfile.gettempdir()).resolve() / "gradio"]
+        # uploads land in the work folder (the server points GRADIO_TEMP_DIR there)
+        return resolve_inside(path, self.read_roots, "audio file")
 
     def convert(self, audio: str | Path | None, run_name: str, direction: str,
                 vocoder: str | None = GRIFFIN_LIM) -> ConvertResult:
@@ -320,8 +314,10 @@ class AppService:
         try:
             wav, _ = load_audio(src, vc.sample_rate, min_samples=vc.mel_config.n_fft)
             out = vc.convert(wav, vc.sample_rate, direction)[0]
+        except FileProblem as err:
+            raise type(err)(src.name, err.problem) from None
         except VoiceconvError as err:
-            raise type(err)(*_err_args(err, src)) from None
+            raise type(err)(_named(str(err), src)) from None
         seconds = time.perf_counter() - start
         stem = re.sub(r"[^A-Za-z0-9_.-]", "_", src.stem)[:80] or "audio"
         dst = save_audio(out_dir / f"{stem}_{direction}.wav", out, vc.sample_rate)
@@ -347,7 +343,7 @@ class AppService:
             if res.status == "converted":
                 lines.append(f"{_display(res.source)}: converted")
             else:
-                lines.append(_problem_for_user_text(res.message, res.source))
+                lines.append(_named(res.message, res.source))
         done = [r.output for r in results if r.status == "converted" and r.output is not None]
         zip_path = None
         if done:
@@ -571,19 +567,6 @@ class AppService:
         clf.fit({s: cache.load_mels(s) for s in cache.speakers})
         clf.save(out / "speaker_classifier.pt")
         return clf
-
-
-def _err_args(err: VoiceconvError, path: Path) -> tuple[Any, ...]:
-    """Arguments rebuilding ``err`` with the upload's own file name instead of its temp path."""
-    from voiceconv.errors import FileProblem as _FP
-
-    if isinstance(err, _FP):
-        return (path.name, err.problem)
-    return (_problem_for_user(err, path),)
-
-
-def _problem_for_user_text(message: str, path: Path) -> str:
-    return message.replace(str(path), path.name)
 
 
 def _mel_png(mel: np.ndarray, dest: Path, title: str) -> Path:
