@@ -1,6 +1,6 @@
 """The Gradio Blocks page over :class:`~voiceconv.app.service.AppService`.
 
-Tabs: Runs, Convert, Train, Evaluate. Every event that does work has an
+Tabs: Convert, Train, Evaluate, Runs. Every event that does work has an
 ``api_name`` (``/convert``, ``/convert_many``, ``/train``, ``/stop``, ``/resume``,
 ``/progress``, ``/evaluate``, ``/runs``), so ``gradio_client`` can do what the page
 does. User mistakes become ``gr.Error`` messages (a toast in the page, an
@@ -39,14 +39,13 @@ def build_blocks(service: AppService) -> Any:
     def run_names() -> list[str]:
         return [r.name for r in service.runs()]
 
-    def choose_run(current: str | None) -> str | None:
-        names = run_names()
+    def choose_run(current: str | None, names: list[str]) -> str | None:
         return current if current in names else (names[0] if names else None)
 
     # ------------------------------------------------------------ handlers
     def refresh(run: str | None, resume_run: str | None, eval_run: str | None):
         names = run_names()
-        run, resume_run, eval_run = (choose_run(x) for x in (run, resume_run, eval_run))
+        run, resume_run, eval_run = (choose_run(x, names) for x in (run, resume_run, eval_run))
         return (
             _table(service),
             gr.Dropdown(choices=names, value=run),
