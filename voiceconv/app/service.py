@@ -378,7 +378,8 @@ class AppService:
                 src = self._input_file(f)
                 if src.suffix.lower() not in AUDIO_SUFFIXES:
                     raise FileProblem(src.name, f"not an audio file name ({', '.join(AUDIO_SUFFIXES)})")
-                shutil.copyfile(src, target / src.name)
+                with atomic_path(target / src.name) as tmp:
+                    shutil.copyfile(src, tmp)
             return target
         if not folder or not str(folder).strip():
             raise ConfigError(f"speaker {name}: give a folder on the server or upload recordings")
