@@ -6,6 +6,7 @@ time, Stop and Resume, evaluation, folders outside the allowed ones refused."""
 from __future__ import annotations
 
 import os
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -51,7 +52,8 @@ def _wait_for_step(client, at_least: int, timeout_s: float = 120.0) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         text = client.predict(api_name="/progress")[0]
-        if "training" in text and int(text.split("step ")[1].split("/")[0]) >= at_least:
+        found = re.search(r": training \| step (\d+)/", text)
+        if found and int(found.group(1)) >= at_least:
             return text
         time.sleep(0.3)
     raise AssertionError(f"training did not reach step {at_least}: {text}")
@@ -206,6 +208,7 @@ def test_one_training_at_a_time_stop_writes_a_checkpoint_and_resume_continues(cl
     assert "finished" in resumed and f"step {step + 3}/{step + 3}" in resumed
     ckpt = load_checkpoint(served.runs / "api_stop" / "checkpoints" / "last.ckpt")
     assert ckpt["step"] == step + 3 and ckpt["sampler"]["batches_drawn"] == step + 3
+    assert "kind: cache" in (served.runs / "api_stop" / "config.yaml").read_text()  # recordings not reread
     assert "no training is running" in client.predict(api_name="/stop")
 
 

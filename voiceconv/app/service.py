@@ -457,6 +457,11 @@ class AppService:
             cfg.trainer.max_steps = target
             cfg.trainer.progress = False
             cfg.out_dir = str(run.path)
+            # resume from the run's feature cache: the original recordings (perhaps in
+            # a folder this app may not read) are not opened again
+            resolve_inside(str(cfg.data.cache_dir), self.read_roots, f"{run_name}'s feature cache")
+            cfg.data.kind = "cache"
+            cfg.data.speaker_a, cfg.data.speaker_b = run.speakers["A"], run.speakers["B"]
             return self._launch(cfg, run_name, run.path, target, run.step)
 
     def _check_idle(self) -> None:
