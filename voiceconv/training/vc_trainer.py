@@ -156,6 +156,7 @@ class TrainResult:
     step: int  # optimizer steps completed
     last_checkpoint: Path | None  # run_dir/checkpoints/last.ckpt (None if never saved)
     logs: dict[str, float]  # the last logged losses
+    stopped: bool = False  # True when ``stop`` ended the run before max_steps
 
 
 class VCTrainer:
@@ -403,8 +404,18 @@ class VCTrainer:
         return StepOutput({**out.logs, **d_logs}, out, real_a, real_b)
 
     # ------------------------------------------------------------------- fit
-    def fit(self) -> TrainResult:
-        """Resume if possible, train until ``max_steps``, checkpoint, return the result."""
+    def fit(
+        self,
+        stop: Callable[[], bool] | None = None,
+        on_step: Callable[[int, Mapping[str, float]], None] | None = None,
+    ) -> TrainResult:
+        """Resume if possible, train until ``max_steps``, checkpoint, return the result.
+
+        ``stop`` (polled after every step; under DDP the ranks agree) ends the run
+        early and cleanly: the current step is checkpointed and the result says
+        ``stopped``, so that the same command resumes it. ``on_step(step, losses)``
+        is called after every step (rank 0) for live progress (the web app).
+        """
         from tqdm.auto import tqdm
 
         s = self.settings
@@ -423,9 +434,17 @@ class VCTrainer:
         bar = tqdm(total=s.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
                    disable=not (self.ctx.is_main and s.progress))
         last_logs: dict[str, float] = {}
+        logs: Mapping[str, Any] = {}
         rate = StepRate(self.step)
+        saved_at = self.step  # a resumed step is on disk already
+        stopped = False
         try:
             while self.step < s.max_steps:
+                if stop is not None and not all_true(self.ctx, not stop()):
+                    stopped = True
+                    if saved_at != self.step:
+                        self.save_checkpoint()
+                    break
                 logs, out, real_a, real_b = self.train_step()
                 bar.update(1)
                 if s.log_every and self.step % s.log_every == 0:
@@ -437,12 +456,16 @@ class VCTrainer:
                     self._log_examples(logger, real_a, real_b, out)
                 if self.step % s.ckpt_every == 0 or self.step == s.max_steps:
                     self.save_checkpoint()
+                    saved_at = self.step
+                if on_step is not None and self.ctx.is_main:
+                    on_step(self.step, {k: float(v) for k, v in logs.items()})
         finally:
             bar.close()
             logger.close()
         if not last_logs:
             last_logs = {k: float(v) for k, v in logs.items()}
-        return TrainResult(self.step, self.checkpoints.last_path, last_logs)
+        last = self.checkpoints.last_path
+        return TrainResult(self.step, last if last.exists() else None, last_logs, stopped)
 
     @torch.no_grad()
     def _log_examples(
