@@ -39,6 +39,7 @@ Choices of ours, and why:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ from voiceconv.errors import (
     ConfigError,
     FileProblem,
     MelConfigMismatch,
+    OutputExists,
     VoiceconvError,
 )
 from voiceconv.models.base import build_from_description
@@ -86,10 +88,7 @@ TIME_MULTIPLE = 4
 MAX_PEAK = 0.99
 
 Status = Literal["converted", "skipped", "failed"]
-
-
-class OutputExists(FileProblem):
-    """The output file exists already and ``overwrite`` was not given."""
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -114,6 +113,7 @@ class _Item:
     output: Path
     frames: int = 0
     wav: np.ndarray | None = None
+    samples: int = 0
 
 
 def _resolve_device(device: torch.device | str) -> torch.device:
@@ -433,7 +433,7 @@ class VoiceConverter:
         src = Path(src)
         dst = self.check_output(src, dst, overwrite)
         out = self._convert_wave(self._load(src), direction, src)
-        return save_audio(dst, out, self.sample_rate)
+        return save_audio(dst, out, self.sample_rate, overwrite=overwrite)
 
     def convert_files(
         self,
@@ -448,15 +448,22 @@ class VoiceConverter:
     ) -> list[FileResult]:
         """Convert many files into ``out_dir/<stem><suffix>``; one result per input, in order.
 
-        A file that cannot be converted (any :class:`~voiceconv.errors.VoiceconvError`:
-        unreadable, empty, not audio, NaN, silent, too short, output problems) gets a
-        ``"failed"`` result with the one-line message, and the others go on. An
-        existing output is ``"skipped"`` unless ``overwrite``; an output path equal to
-        any input is refused even with ``overwrite``; two inputs with the same stem
-        cannot share an output (the second fails). Inputs up to ``chunk_frames`` frames
-        are converted in batches of up to ``batch_size`` similar lengths (see the
-        module docstring); longer ones one at a time in chunks. ``on_result`` is
-        called with each result as soon as it is known.
+        One bad file never stops the batch: an exception in any step of one item
+        (reading, analysis, generator, vocoder, writing) gives that file a
+        ``"failed"`` result with a one-line message naming it, and the others go on
+        (a :class:`~voiceconv.errors.VoiceconvError` keeps its message; anything else
+        is reported as unexpected, with its traceback at DEBUG log level). When a
+        batched generator pass fails, its items are retried one by one so that only
+        the culprit fails. Only ``KeyboardInterrupt`` and the like stop the run.
+
+        An existing output is ``"skipped"`` unless ``overwrite``, also one that
+        appears while converting (outputs are published without clobbering); an
+        output path equal to any input is refused even with ``overwrite``; two
+        inputs with the same stem cannot share an output (the second fails). Inputs
+        up to ``chunk_frames`` frames are converted in batches of up to
+        ``batch_size`` similar lengths (see the module docstring); longer ones one at
+        a time in chunks. ``on_result`` is called with each result as soon as it is
+        known.
         """
         self.roles(direction)
         if batch_size < 1:
@@ -472,6 +479,16 @@ class VoiceConverter:
             results[index] = res
             if on_result is not None:
                 on_result(res)
+
+        def fail(index: int, exc: Exception, output: Path | None = None) -> None:
+            if isinstance(exc, OutputExists):
+                report(index, output, "skipped", str(exc))
+            else:
+                report(index, None, "failed", _failure_line(sources[index], exc))
+
+        def write(it: _Item, wav: np.ndarray) -> None:
+            save_audio(it.output, wav, self.sample_rate, overwrite=overwrite)
+            report(it.index, it.output, "converted")
 
         inputs = {}
         for src in sources:
@@ -494,10 +511,8 @@ class VoiceConverter:
                 info = audio_info(src)
                 frames = self.mel_config.frames(round(info.frames * self.sample_rate / info.sample_rate))
                 items.append(_Item(i, src, dst, frames))
-            except OutputExists as exc:
-                report(i, dst, "skipped", str(exc))
-            except VoiceconvError as exc:
-                report(i, None, "failed", str(exc))
+            except Exception as exc:
+                fail(i, exc, dst)
 
         short = sorted((it for it in items if it.frames <= self.chunk_frames), key=lambda it: it.frames)
         long = [it for it in items if it.frames > self.chunk_frames]
@@ -507,43 +522,82 @@ class VoiceConverter:
                 try:
                     it.wav = self._load(it.source)
                     loaded.append(it)
-                except VoiceconvError as exc:
-                    report(it.index, None, "failed", str(exc))
+                except Exception as exc:
+                    fail(it.index, exc, it.output)
             if loaded:
-                self._convert_batch(loaded, direction, report)
+                self._convert_batch(loaded, direction, write, fail)
         for it in long:
             try:
-                out = self._convert_wave(self._load(it.source), direction, it.source)
-                save_audio(it.output, out, self.sample_rate)
-                report(it.index, it.output, "converted")
-            except VoiceconvError as exc:
-                report(it.index, None, "failed", str(exc))
+                write(it, self._convert_wave(self._load(it.source), direction, it.source))
+            except Exception as exc:
+                fail(it.index, exc, it.output)
         return [r for r in results if r is not None]
 
     @torch.inference_mode()
-    def _convert_batch(
-        self, items: Sequence[_Item], direction: str, report: Callable[..., None]
-    ) -> None:
-        """Generator on loaded short items together (padded by repeating their last frame),
-    then each item vocoded and written on its own."""
+    def _generate(self, mels: Sequence[Tensor], direction: str) -> list[Tensor]:
+        """Generator on log-mels together (padded by repeating their last frame), each
+        output cropped back to its own length."""
         src, tgt = self.roles(direction)
-        mels = [self.analyse(it.wav) for it in items if it.wav is not None]
         lengths = [m.shape[-1] for m in mels]
         longest = max(lengths)
         batch = torch.stack([F.pad(m[None], (0, longest - m.shape[-1]), mode="replicate")[0] for m in mels])
         y = self.stats[tgt].denormalize(self._convert_normalised(self.stats[src].normalize(batch), direction))
-        for row, it, n_frames in zip(y, items, lengths, strict=True):
+        return [row[:, :n] for row, n in zip(y, lengths, strict=True)]
+
+    @torch.inference_mode()
+    def _convert_batch(
+        self,
+        items: Sequence[_Item],
+        direction: str,
+        write: Callable[[_Item, np.ndarray], None],
+        fail: Callable[[int, Exception, Path | None], None],
+    ) -> None:
+        """Loaded short items: analysed one by one, generator on all together (one by
+        one if that fails), then each vocoded and written on its own; a failing step
+        costs only its item."""
+        ready: list[tuple[_Item, Tensor]] = []
+        for it in items:
             assert it.wav is not None
-            n = it.wav.shape[-1]
+            try:
+                it.samples = it.wav.shape[-1]
+                ready.append((it, self.analyse(it.wav)))
+            except Exception as exc:
+                fail(it.index, exc, it.output)
             it.wav = None
+        if not ready:
+            return
+        try:
+            converted: list[tuple[_Item, Tensor | None]] = list(
+                zip((it for it, _ in ready), self._generate([m for _, m in ready], direction), strict=True)
+            )
+        except Exception as exc:
+            if len(ready) == 1:
+                fail(ready[0][0].index, exc, ready[0][0].output)
+                return
+            converted = []
+            for it, mel in ready:  # find the culprit: the others must not pay for it
+                try:
+                    converted.append((it, self._generate([mel], direction)[0]))
+                except Exception as one_exc:
+                    fail(it.index, one_exc, it.output)
+        for it, y in converted:
             try:
                 # each item's own frames, vocoded alone: a file's waveform does not
                 # depend on the other files of its batch (Griffin-Lim's random start)
-                out = self.vocode(row[:, :n_frames], n, it.source)
-                save_audio(it.output, out, self.sample_rate)
-                report(it.index, it.output, "converted")
-            except VoiceconvError as exc:
-                report(it.index, None, "failed", str(exc))
+                write(it, self.vocode(y, it.samples, it.source))
+            except Exception as exc:
+                fail(it.index, exc, it.output)
+
+
+def _failure_line(source: Path, exc: Exception) -> str:
+    """One line for ``exc`` raised while converting ``source``, naming a file."""
+    if isinstance(exc, FileProblem):
+        return str(exc)
+    if isinstance(exc, VoiceconvError):
+        return f"{source}: {exc}"
+    _log.debug("unexpected error converting %s", source, exc_info=exc)
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{source}: unexpected {type(exc).__name__}: {first}"
 
 
 def _groups(items: Sequence[_Item], batch_size: int, max_pad_fraction: float) -> list[list[_Item]]:
