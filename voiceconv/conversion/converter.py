@@ -43,6 +43,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -400,6 +401,10 @@ class VoiceConverter:
         wav, _ = load_audio(src, self.sample_rate, min_samples=self.mel_config.n_fft)
         return wav
 
+    def _convert_path(self, src: Path, direction: str) -> np.ndarray:
+        """Audio file ``src`` -> converted waveform (chunked when long)."""
+        return self._convert_wave(self._load(src), direction, src)
+
     def check_output(
         self, src: str | os.PathLike[str], dst: str | os.PathLike[str], overwrite: bool = False
     ) -> Path:
@@ -432,8 +437,7 @@ class VoiceConverter:
         self.roles(direction)
         src = Path(src)
         dst = self.check_output(src, dst, overwrite)
-        out = self._convert_wave(self._load(src), direction, src)
-        return save_audio(dst, out, self.sample_rate, overwrite=overwrite)
+        return save_audio(dst, self._convert_path(src, direction), self.sample_rate, overwrite=overwrite)
 
     def convert_files(
         self,
@@ -486,9 +490,15 @@ class VoiceConverter:
             else:
                 report(index, None, "failed", _failure_line(sources[index], exc))
 
-        def write(it: _Item, wav: np.ndarray) -> None:
-            save_audio(it.output, wav, self.sample_rate, overwrite=overwrite)
-            report(it.index, it.output, "converted")
+        def write(it: _Item, make: Callable[[], np.ndarray]) -> None:
+            """Make ``it``'s waveform and save it; an exception in either is its line
+            (``on_result`` itself runs outside the try)."""
+            try:
+                save_audio(it.output, make(), self.sample_rate, overwrite=overwrite)
+            except Exception as exc:
+                fail(it.index, exc, it.output)
+            else:
+                report(it.index, it.output, "converted")
 
         inputs = {}
         for src in sources:
@@ -527,10 +537,7 @@ class VoiceConverter:
             if loaded:
                 self._convert_batch(loaded, direction, write, fail)
         for it in long:
-            try:
-                write(it, self._convert_wave(self._load(it.source), direction, it.source))
-            except Exception as exc:
-                fail(it.index, exc, it.output)
+            write(it, partial(self._convert_path, it.source, direction))
         return [r for r in results if r is not None]
 
     @torch.inference_mode()
@@ -549,7 +556,7 @@ class VoiceConverter:
         self,
         items: Sequence[_Item],
         direction: str,
-        write: Callable[[_Item, np.ndarray], None],
+        write: Callable[[_Item, Callable[[], np.ndarray]], None],
         fail: Callable[[int, Exception, Path | None], None],
     ) -> None:
         """Loaded short items: analysed one by one, generator on all together (one by
@@ -567,7 +574,7 @@ class VoiceConverter:
         if not ready:
             return
         try:
-            converted: list[tuple[_Item, Tensor | None]] = list(
+            converted: list[tuple[_Item, Tensor]] = list(
                 zip((it for it, _ in ready), self._generate([m for _, m in ready], direction), strict=True)
             )
         except Exception as exc:
@@ -581,12 +588,9 @@ class VoiceConverter:
                 except Exception as one_exc:
                     fail(it.index, one_exc, it.output)
         for it, y in converted:
-            try:
-                # each item's own frames, vocoded alone: a file's waveform does not
-                # depend on the other files of its batch (Griffin-Lim's random start)
-                write(it, self.vocode(y, it.samples, it.source))
-            except Exception as exc:
-                fail(it.index, exc, it.output)
+            # each item's own frames, vocoded alone: a file's waveform does not
+            # depend on the other files of its batch (Griffin-Lim's random start)
+            write(it, partial(self.vocode, y, it.samples, it.source))
 
 
 def _failure_line(source: Path, exc: Exception) -> str:
