@@ -27,7 +27,7 @@ apt_install() {
 # pip_install ARGS...: pip with its progress lines shown (less Debian's location
 # notices); any failure stops the bootstrap.
 pip_install() {
-    if ! "$VENV/bin/python" -m pip install --progress-bar off "$@" 2>&1 \
+    if ! "$VENV/bin/python" -m pip install "$@" 2>&1 \
             | { grep -v "^WARNING: Location" || true; }; then
         die "pip install failed ($*); see pip's messages above. Nothing was stamped; fix it and run again."
     fi
