@@ -2,7 +2,7 @@
 """Conversion speed (real-time factor) and the effect of bf16 on the output.
 
 Input: ``--seconds`` (default 60) of speech, CMU ARCTIC prompts (../shared/data)
-rendered with flite (voice slt, 16 kHz) and concatenated, or a synthetic harmonic
+rendered with flite (``--voice``, default slt; 16 kHz) and concatenated, or a synthetic harmonic
 signal with ``--synthetic``. Each configuration converts it with
 :class:`voiceconv.conversion.VoiceConverter` (the same stages as ``convert()``:
 resample -> log-mel -> generator -> Griffin-Lim or a neural vocoder, chunked as
@@ -29,7 +29,7 @@ The machine's current matrix-multiply rate is printed first (fp32 and bf16 GEMM,
     python scripts/bench_convert.py --quick               # 10 s, small model, 1 repeat
     python scripts/bench_convert.py --models paper --gl-iters 32,16 --repeats 3
     python scripts/bench_convert.py --vocoder-ckpt runs/hifigan/checkpoints/last.ckpt
-    python scripts/bench_convert.py --checkpoint runs/demo/train_run/checkpoints/last.ckpt --threads 2
+    python scripts/bench_convert.py --checkpoint runs/demo/train_run/checkpoints/last.ckpt --voice rms --threads 1
 """
 
 from __future__ import annotations
@@ -64,15 +64,15 @@ ARCTIC = Path(os.environ.get("VOICECONV_ARCTIC", REPO.parent / "shared" / "data"
 MODELS = {"paper": "maskcyclegan_vc", "small": "maskcyclegan_vc_small"}
 
 
-def flite_speech(seconds: float, sr: int = 16000) -> np.ndarray | None:
-    """ARCTIC prompts rendered with flite (slt) and concatenated to ``seconds``."""
+def flite_speech(seconds: float, sr: int = 16000, voice: str = "slt") -> np.ndarray | None:
+    """ARCTIC prompts rendered with flite (``voice``) and concatenated to ``seconds``."""
     if shutil.which("flite") is None or not ARCTIC.is_file():
         return None
     parts, total = [], 0
     with tempfile.TemporaryDirectory() as tmp:
         for i, (_, text) in enumerate(load_prompts(ARCTIC)):
             out = Path(tmp) / f"{i}.wav"
-            subprocess.run(["flite", "-voice", "slt", "-t", text, "-o", str(out)], check=True)
+            subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(out)], check=True)
             wav, _ = load_audio(out, sr)
             parts.append(wav)
             total += wav.size
@@ -149,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--synthetic", action="store_true", help="synthetic signal instead of flite speech")
+    ap.add_argument("--voice", default="slt",
+                    help="flite voice of the input (default slt; use the checkpoint's speaker A, e.g. rms)")
     ap.add_argument("--checkpoint", type=Path,
                     help="a trained checkpoint (its model, MelConfig and statistics) instead of --models")
     ap.add_argument("--models", default="paper,small", help="comma list of: paper, small (untrained)")
@@ -169,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     in_sr = 16000
-    wav = None if args.synthetic else flite_speech(args.seconds, in_sr)
-    source = "flite speech (ARCTIC prompts, voice slt)"
+    wav = None if args.synthetic else flite_speech(args.seconds, in_sr, args.voice)
+    source = f"flite speech (ARCTIC prompts, voice {args.voice})"
     if wav is None:
         wav, source = synthetic_speech(args.seconds, in_sr), "synthetic harmonic signal"
     seconds = wav.size / in_sr
