@@ -57,6 +57,7 @@ from voiceconv.data.prompts import load_prompts
 from voiceconv.models.cyclegan import CycleGAN
 from voiceconv.models.vc import build_vc_model
 from voiceconv.training.checkpoint import load_checkpoint
+from voiceconv.utils.machine import describe_cpu, resolve_precision
 from voiceconv.vocoders import GriffinLim, parse_griffinlim_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", type=Path,
                     help="a trained checkpoint (its model, MelConfig and statistics) instead of --models")
     ap.add_argument("--models", default="paper,small", help="comma list of: paper, small (untrained)")
-    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--precisions", default=None,
+                    help="comma list (default: fp32,bf16 where the CPU/GPU has native bf16, else fp32)")
     ap.add_argument("--gl-iters", default="32",
                     help="comma list of Griffin-Lim settings N or N:M (N iterations, M NNLS iterations)")
     ap.add_argument("--vocoder-ckpt", type=Path, help="also time this neural vocoder checkpoint")
@@ -168,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.seconds, args.models, args.repeats = 10.0, "small", 1
+    if args.precisions is None:
+        args.precisions = "fp32,bf16" if resolve_precision("auto", args.device) == "bf16" else "fp32"
+    print(f"# {describe_cpu()}")
     if args.threads:
         torch.set_num_threads(args.threads)
     in_sr = 16000
