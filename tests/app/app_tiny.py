@@ -14,8 +14,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
 import torch
 
 from voiceconv.audio.mel import MelConfig, log_mel
@@ -25,8 +23,9 @@ from voiceconv.models.vc import build_vc_model
 from voiceconv.training.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
-TINY_MEL = MelConfig(sample_rate=8000, n_fft=256, hop_length=64, win_length=256, n_mels=16,
-                     fmin=0.0, fmax=4000.0)
+sys.path.insert(0, str(REPO / "tests" / "conversion"))
+from conversion_tiny import TINY_MEL, speech_like, write_wav  # noqa: E402  (the same test signals)
+
 TINY_WIDTHS = dict(base_channels=4, residual_channels=8, residual_hidden=8, n_residual=1,
                    d_base_channels=4)
 #: Hydra overrides for a tiny CPU training from the page (cf. tests/cli/test_train.py)
@@ -36,23 +35,6 @@ TINY_TRAIN = [
     "mel.sample_rate=8000", "mel.n_fft=256", "mel.win_length=256", "mel.hop_length=64",
     "mel.n_mels=16", "mel.fmax=4000", "data.crop_frames=16", "data.workers=1",
 ]
-
-
-def speech_like(seconds: float, sr: int, seed: int = 0, f0: float = 120.0) -> np.ndarray:
-    """A gliding harmonic tone with a syllable-rate envelope plus a little noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    pitch = f0 * (1.0 + 0.1 * np.sin(2 * np.pi * 0.5 * t))
-    phase = 2 * np.pi * np.cumsum(pitch) / sr
-    y = sum(np.sin(k * phase) / k for k in range(1, 10))
-    y = y * (0.3 + 0.7 * np.sin(2 * np.pi * 3.0 * t) ** 2) + 0.01 * rng.standard_normal(t.size)
-    return (0.5 * y / np.max(np.abs(y))).astype(np.float32)
-
-
-def write_wav(path: Path, wav: np.ndarray, sr: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, wav, sr, subtype="PCM_16")
-    return path
 
 
 def write_run(run_dir: Path, mel: MelConfig = TINY_MEL, model_name: str = "maskcyclegan_vc_small",
