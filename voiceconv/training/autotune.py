@@ -153,20 +153,25 @@ def choose(
 
 def apply_machine_settings(
     model: CycleGAN, trainer_cfg: Mapping[str, Any], device: torch.device, *, n_mels: int,
-    crop_frames: int, verbose: bool = True,
+    crop_frames: int, verbose: bool = True, measure: bool = True,
 ) -> dict[str, Any]:
     """Resolve ``trainer.precision``/``trainer.threads`` for this machine and set torch's
     thread count; returns ``{"precision": ..., "threads": ...}`` to put in the settings.
 
     ``threads: null`` keeps torch's default; a number is used as it is. On CUDA,
-    ``precision: auto`` is bf16 where supported and nothing is timed.
+    ``precision: auto`` is bf16 where supported and nothing is timed; with
+    ``measure=False`` (several processes, which must agree) the CPU flags decide the
+    precision and ``auto`` threads leave torch's default.
     """
     precision = str(trainer_cfg.get("precision", "auto"))
     threads = trainer_cfg.get("threads")
     if threads is not None and threads != "auto" and (not str(threads).isdigit() or int(threads) < 1):
         raise ConfigError(f"trainer.threads must be auto, null or a positive number, got {threads!r}")
-    if device.type != "cpu":
-        return {"precision": resolve_precision(precision, device), "threads": threads}
+    if device.type != "cpu" or not measure:
+        n = None if threads in (None, "auto") else int(threads)
+        if n is not None:
+            torch.set_num_threads(n)
+        return {"precision": resolve_precision(precision, device), "threads": n}
     fixed_threads = torch.get_num_threads() if threads is None else threads
     candidates = candidate_settings(precision, fixed_threads, available_cores(), has_native_bf16())
     if len(candidates) == 1:

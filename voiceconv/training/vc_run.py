@@ -130,7 +130,7 @@ def train_vc(
         trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
         trainer_cfg.update(apply_machine_settings(
             model, trainer_cfg, ctx.device, n_mels=mel_cfg.n_mels,
-            crop_frames=int(cfg.data.crop_frames), verbose=ctx.is_main,
+            crop_frames=int(cfg.data.crop_frames), verbose=ctx.is_main, measure=not ctx.distributed,
         ))
         make_opt_g = instantiate(cfg.optimizer.generator)
         make_opt_d = instantiate(cfg.optimizer.discriminator)
