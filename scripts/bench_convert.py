@@ -2,17 +2,20 @@
 """Conversion speed (real-time factor) and the effect of bf16 on the output.
 
 Input: ``--seconds`` (default 60) of speech, CMU ARCTIC prompts (../shared/data)
-rendered with flite (voice slt, 16 kHz) and concatenated, or a synthetic harmonic
+rendered with flite (``--voice``, default slt; 16 kHz) and concatenated, or a synthetic harmonic
 signal with ``--synthetic``. Each configuration converts it with
 :class:`voiceconv.conversion.VoiceConverter` (the same stages as ``convert()``:
 resample -> log-mel -> generator -> Griffin-Lim or a neural vocoder, chunked as
 in production) and we report, per configuration, the median over ``--repeats`` runs
 of the total and of each stage, and "x real time" = audio seconds / median seconds.
 
-Models: MaskCycleGAN-VC at paper size and small (widths / 4), with UNTRAINED seeded
-weights: speed does not depend on the weight values, but the output is not speech
-(MCD figures measure the bf16 perturbation only, not conversion quality). Speaker
-statistics are those of the input itself.
+Models: ``--checkpoint CKPT`` converts with a TRAINED checkpoint: its model, its
+MelConfig and its own speaker statistics (direction a2b), as ``voiceconv-convert``
+does. Otherwise MaskCycleGAN-VC at paper size and small (widths / 4) with UNTRAINED
+seeded weights and the input's own statistics: speed does not depend on the weight
+values, but the output is not speech, so the bf16 figures are then marked as on
+untrained weights (they measure the perturbation of a random network, which need
+not be that of a trained one).
 
 bf16 effect (per model): MCD (voiceconv.evaluation.mcd: WORLD + SPTK, DTW) between
 the fp32 and bf16 outputs (same Griffin-Lim seed), the max abs and relative
@@ -26,13 +29,13 @@ The machine's current matrix-multiply rate is printed first (fp32 and bf16 GEMM,
     python scripts/bench_convert.py --quick               # 10 s, small model, 1 repeat
     python scripts/bench_convert.py --models paper --gl-iters 32,16 --repeats 3
     python scripts/bench_convert.py --vocoder-ckpt runs/hifigan/checkpoints/last.ckpt
-    python scripts/bench_convert.py --models small --precisions fp32 --threads 2 \
-        --vocoder-ckpt VOCOS.ckpt HIFIGAN_GL.ckpt         # Vocos vs Griffin-Lim vs hifigan_gl_small
+    python scripts/bench_convert.py --checkpoint runs/demo/train_run/checkpoints/last.ckpt --voice rms --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -51,24 +54,26 @@ from voiceconv.audio.processing import resample
 from voiceconv.audio.stats import SpeakerStats
 from voiceconv.conversion import VoiceConverter
 from voiceconv.data.prompts import load_prompts
+from voiceconv.models.cyclegan import CycleGAN
 from voiceconv.models.vc import build_vc_model
-from voiceconv.utils.machine import describe_cpu
+from voiceconv.training.checkpoint import load_checkpoint
+from voiceconv.utils.machine import describe_cpu, resolve_precision
 from voiceconv.vocoders import GriffinLim, parse_griffinlim_spec
 
 REPO = Path(__file__).resolve().parents[1]
-ARCTIC = REPO.parent / "shared" / "data" / "arctic_a.data"
+ARCTIC = Path(os.environ.get("VOICECONV_ARCTIC", REPO.parent / "shared" / "data" / "arctic_a.data"))
 MODELS = {"paper": "maskcyclegan_vc", "small": "maskcyclegan_vc_small"}
 
 
-def flite_speech(seconds: float, sr: int = 16000) -> np.ndarray | None:
-    """ARCTIC prompts rendered with flite (slt) and concatenated to ``seconds``."""
+def flite_speech(seconds: float, sr: int = 16000, voice: str = "slt") -> np.ndarray | None:
+    """ARCTIC prompts rendered with flite (``voice``) and concatenated to ``seconds``."""
     if shutil.which("flite") is None or not ARCTIC.is_file():
         return None
     parts, total = [], 0
     with tempfile.TemporaryDirectory() as tmp:
         for i, (_, text) in enumerate(load_prompts(ARCTIC)):
             out = Path(tmp) / f"{i}.wav"
-            subprocess.run(["flite", "-voice", "slt", "-t", text, "-o", str(out)], check=True)
+            subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(out)], check=True)
             wav, _ = load_audio(out, sr)
             parts.append(wav)
             total += wav.size
@@ -98,8 +103,8 @@ def gemm_rate(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def generator_gflop_per_minute(model: nn.Module, cfg: MelConfig) -> float:
-    """Multiply-add FLOPs of one generator pass over a minute of frames (conv layers)."""
+def generator_gflop_per_minute(model: CycleGAN, cfg: MelConfig) -> float:
+    """Multiply-add FLOPs of one a2b generator pass over a minute of frames (conv layers)."""
     flops = 0
 
     def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
@@ -112,8 +117,7 @@ def generator_gflop_per_minute(model: nn.Module, cfg: MelConfig) -> float:
     handles = [m.register_forward_hook(hook) for m in g.modules()
                if isinstance(m, nn.Conv1d | nn.Conv2d | nn.ConvTranspose1d | nn.ConvTranspose2d)]
     with torch.inference_mode():
-        x = torch.zeros(1, cfg.n_mels, 256)
-        g(x, torch.ones_like(x))
+        model.eval().convert(torch.zeros(1, cfg.n_mels, 256), "a2b")
     for h in handles:
         h.remove()
     return flops * frames / 256 / 1e9
@@ -146,8 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--synthetic", action="store_true", help="synthetic signal instead of flite speech")
-    ap.add_argument("--models", default="paper,small", help="comma list of: paper, small")
-    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--voice", default="slt",
+                    help="flite voice of the input (default slt; use the checkpoint's speaker A, e.g. rms)")
+    ap.add_argument("--checkpoint", type=Path,
+                    help="a trained checkpoint (its model, MelConfig and statistics) instead of --models")
+    ap.add_argument("--models", default="paper,small", help="comma list of: paper, small (untrained)")
+    ap.add_argument("--precisions", default=None,
+                    help="comma list (default: fp32,bf16 where the CPU/GPU has native bf16, else fp32)")
     ap.add_argument("--gl-iters", default="32",
                     help="comma list of Griffin-Lim settings N or N:M (N iterations, M NNLS iterations)")
     ap.add_argument("--vocoder-ckpt", type=Path, nargs="*", default=[],
@@ -162,23 +171,38 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.seconds, args.models, args.repeats = 10.0, "small", 1
+    if args.precisions is None:
+        args.precisions = "fp32,bf16" if resolve_precision("auto", args.device) == "bf16" else "fp32"
+    print(f"# {describe_cpu()}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = MelConfig()
     in_sr = 16000
-    wav = None if args.synthetic else flite_speech(args.seconds, in_sr)
-    source = "flite speech (ARCTIC prompts, voice slt)"
+    wav = None if args.synthetic else flite_speech(args.seconds, in_sr, args.voice)
+    source = f"flite speech (ARCTIC prompts, voice {args.voice})"
     if wav is None:
         wav, source = synthetic_speech(args.seconds, in_sr), "synthetic harmonic signal"
     seconds = wav.size / in_sr
-    stats = SpeakerStats.from_mels([log_mel(resample(wav, in_sr, cfg.sample_rate), cfg)])
-    print(f"# conversion benchmark: {seconds:.1f} s of {source} at {in_sr} Hz -> {cfg.sample_rate} Hz; "
-          f"device {args.device}, torch threads {torch.get_num_threads()}, {args.repeats} repeat(s), medians")
-    print(f"# CPU: {describe_cpu()}")
+    # label -> (model, MelConfig, statistics {"A", "B"})
+    subjects: dict[str, tuple[CycleGAN, MelConfig, dict[str, SpeakerStats]]] = {}
+    if args.checkpoint is not None:
+        trained = VoiceConverter.from_checkpoint(args.checkpoint)
+        step = load_checkpoint(args.checkpoint, map_location="cpu").get("step")
+        subjects[args.checkpoint.name] = (trained.model, trained.mel_config, trained.stats)
+        weights = (f"checkpoint {args.checkpoint}, trained for {step} steps ({trained.describe_direction('a2b')}, "
+                   "its own model, MelConfig and statistics)")
+    else:
+        cfg = MelConfig()
+        own = SpeakerStats.from_mels([log_mel(resample(wav, in_sr, cfg.sample_rate), cfg)])
+        for size in [m.strip() for m in args.models.split(",") if m.strip()]:
+            torch.manual_seed(0)
+            subjects[size] = (build_vc_model(MODELS[size]), cfg, {"A": own, "B": own})
+        weights = "UNTRAINED seeded weights (speed only; the output is not speech; bf16 figures on untrained weights)"
+    print(f"# conversion benchmark: {seconds:.1f} s of {source} at {in_sr} Hz; device {args.device}, "
+          f"torch threads {torch.get_num_threads()}, {args.repeats} repeat(s), medians")
     gemm = {"fp32": gemm_rate(torch.float32), "bf16": gemm_rate(torch.bfloat16)}
     print(f"# machine now: fp32 GEMM {gemm['fp32']:.0f} GFLOP/s, bf16 GEMM {gemm['bf16']:.0f} GFLOP/s "
           "(2048^3 matmul; on shared CPUs timings scale with these)")
-    print("# UNTRAINED seeded weights (speed only; the output is not speech)")
+    print(f"# {weights}")
 
     vocoders = [f"griffinlim:{n.strip()}" for n in args.gl_iters.split(",") if n.strip()]
     vocoders += [str(p) for p in args.vocoder_ckpt]
@@ -187,31 +211,28 @@ def main(argv: list[str] | None = None) -> int:
     outputs: dict[tuple[str, str, str], np.ndarray] = {}
     mels: dict[tuple[str, str], torch.Tensor] = {}
     converters: dict[str, VoiceConverter] = {}
-    for size in [m.strip() for m in args.models.split(",") if m.strip()]:
-        torch.manual_seed(0)
-        model = build_vc_model(MODELS[size])
+    for label, (model, cfg, stats) in subjects.items():
         gflop = generator_gflop_per_minute(model, cfg)
         bound = ", ".join(f"{p} <= {60 * gemm[p] / gflop:.1f}x" for p in ("fp32", "bf16"))
-        print(f"# {MODELS[size]}: generator {sum(p.numel() for p in model.g_ab.parameters()) / 1e6:.1f} M "
-              f"parameters, {gflop / 1000:.2f} TFLOP per minute of audio; generator alone at the GEMM "
-              f"rates above: {bound} real time")
+        print(f"# {label} ({type(model).__name__}): generator {sum(p.numel() for p in model.g_ab.parameters()) / 1e6:.1f} M "
+              f"parameters, {gflop / 1000:.2f} TFLOP per minute of audio at {cfg.sample_rate} Hz; generator "
+              f"alone at the GEMM rates above: {bound} real time")
         for voc in vocoders:
             for prec in precisions:
-                vc = VoiceConverter(model, cfg, {"A": stats, "B": stats}, voc, device=args.device,
-                                    precision=prec)
-                converters[size] = vc
+                vc = VoiceConverter(model, cfg, stats, voc, device=args.device, precision=prec)
+                converters[label] = vc
                 convert_timed(vc, wav[: 2 * in_sr], in_sr)  # warm-up
                 runs = [convert_timed(vc, wav, in_sr) for _ in range(args.repeats)]
                 med = {k: statistics.median(r[1][k] for r in runs) for k in runs[0][1]}
-                outputs[(size, voc, prec)] = runs[0][0]
-                rows.append((size, voc, prec, med))
-                print(f"{size:6s} {voc:16s} {prec:5s} total {med['total']:7.2f} s  "
+                outputs[(label, voc, prec)] = runs[0][0]
+                rows.append((label, voc, prec, med))
+                print(f"{label:6s} {voc:16s} {prec:5s} total {med['total']:7.2f} s  "
                       f"{seconds / med['total']:6.2f}x real time   (resample {med['resample']:.2f}, "
                       f"mel {med['mel']:.2f}, generator {med['generator']:.2f}, vocoder {med['vocoder']:.2f} s)",
                       flush=True)
                 if voc == vocoders[0]:
                     with torch.inference_mode():
-                        mels[(size, prec)] = vc.convert_mel(vc.analyse(vc.prepare(wav, in_sr)), "a2b").cpu()
+                        mels[(label, prec)] = vc.convert_mel(vc.analyse(vc.prepare(wav, in_sr)), "a2b").cpu()
 
     print("\n| model | vocoder | precision | median s | x real time | resample | mel | generator | vocoder |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
@@ -223,24 +244,25 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from voiceconv.evaluation.mcd import mcd
 
-    print(f"\nbf16 effect ({vocoders[0]}; MCD over the first {args.mcd_seconds:g} s; log-mel differences "
-          "over the whole input, relative to the spread of the fp32 log-mels)")
+    kind = f"checkpoint {args.checkpoint.name}" if args.checkpoint is not None else "UNTRAINED weights"
+    print(f"\nbf16 effect on {kind} ({vocoders[0]}; MCD over the first {args.mcd_seconds:g} s; log-mel "
+          "differences over the whole input, relative to the spread of the fp32 log-mels)")
     print("| model | MCD fp32 vs bf16 (dB) | MCD GL seed 0 vs 1 (dB) | max abs log-mel diff | rel. log-mel diff |")
     print("|---|---:|---:|---:|---:|")
-    for size in dict.fromkeys(r[0] for r in rows):
-        n = int(args.mcd_seconds * cfg.sample_rate)
-        a, b = outputs[(size, vocoders[0], "fp32")][:n], outputs[(size, vocoders[0], "bf16")][:n]
-        m32, m16 = mels[(size, "fp32")], mels[(size, "bf16")]
+    for label in dict.fromkeys(r[0] for r in rows):
+        vc = converters[label]
+        sr = vc.sample_rate
+        n = int(args.mcd_seconds * sr)
+        a, b = outputs[(label, vocoders[0], "fp32")][:n], outputs[(label, vocoders[0], "bf16")][:n]
+        m32, m16 = mels[(label, "fp32")], mels[(label, "bf16")]
         spread = torch.linalg.vector_norm(m32 - m32.mean(dim=-1, keepdim=True))
         rel = float(torch.linalg.vector_norm(m16 - m32) / spread)
-        vc = converters[size]
         n_iter, nnls_iter = parse_griffinlim_spec(vocoders[0])
         options = {k: v for k, v in (("n_iter", n_iter), ("nnls_iter", nnls_iter)) if v is not None}
-        other = GriffinLim(cfg, seed=1, **options)
-        vc.vocoder = other
+        vc.vocoder = GriffinLim(vc.mel_config, seed=1, **options)
         with torch.inference_mode():
-            reseeded = vc.vocode(m32, outputs[(size, vocoders[0], "fp32")].size)[:n]
-        print(f"| {size} | {mcd(a, b, cfg.sample_rate):.3f} | {mcd(a, reseeded, cfg.sample_rate):.3f} | "
+            reseeded = vc.vocode(m32, outputs[(label, vocoders[0], "fp32")].size)[:n]
+        print(f"| {label} | {mcd(a, b, sr):.3f} | {mcd(a, reseeded, sr):.3f} | "
               f"{float((m16 - m32).abs().max()):.4f} | {rel:.4f} |", flush=True)
     return 0
 

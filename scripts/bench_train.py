@@ -56,6 +56,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from voiceconv.models.cyclegan import CycleGAN
 from voiceconv.models.vc import build_vc_model, count_parameters
+from voiceconv.utils.machine import describe_cpu, resolve_precision
 
 #: dense (no sparsity) peak TFLOP/s by (device-name fragment, dtype), datasheet values;
 #: the first matching fragment wins, so more specific names come first.
@@ -207,8 +208,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="maskcyclegan_vc", help="build_vc_model name")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16 runs the forward passes under torch.autocast")
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="bf16 runs the forward passes under torch.autocast; auto (default): bf16 where "
+                        "the device computes it natively, else fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile every net")
     p.add_argument("--steps", type=int, default=None, help="timed steps (default 10 GPU, 3 CPU)")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps (default 3 GPU, 1 CPU)")
@@ -231,6 +233,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
+    args.dtype = resolve_precision(args.dtype, device)
+    print(f"# {describe_cpu()}; --dtype {args.dtype}")
     gpu = device.type == "cuda"
     if args.threads:
         torch.set_num_threads(args.threads)

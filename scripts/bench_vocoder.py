@@ -8,7 +8,14 @@ report the median wall time over ``--repeats`` runs and the median spectral
 convergence ``||S - |STFT(x)| ||_F / ||S||_F`` of the result, measured with the same
 torch STFT for all three. The ratio line says how many times faster ours is.
 
-    python scripts/bench_vocoder.py            # 8 ARCTIC prompts, 32 iterations
+Threads: ``--threads`` (default 1; a comma list such as ``1,2`` runs each in turn in
+the same process) sets torch's threads (ours, torchaudio) and, through threadpoolctl,
+numpy's BLAS/OpenMP pools (librosa) alike. librosa's FFTs (numpy's pocketfft) are
+single-threaded whatever the setting, so at 2 threads it is ours and torchaudio that
+can use the second core.
+
+    python scripts/bench_vocoder.py            # 8 ARCTIC prompts, 32 iterations, 1 thread
+    python scripts/bench_vocoder.py --threads 1,2 --clips 8 --repeats 3
     python scripts/bench_vocoder.py --quick    # 2 prompts, 3 repeats
 
 With ``--vocoders CKPT ...`` it times whole vocoders instead, on the same log-mels (THE
@@ -27,6 +34,7 @@ the wall time also counts the waits for a core; the CPU time is what the work co
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -40,11 +48,12 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio
+from threadpoolctl import threadpool_limits
 
 from voiceconv.vocoders.griffinlim import fast_griffin_lim, spectral_convergence
 
 REPO = Path(__file__).resolve().parents[1]
-ARCTIC = REPO.parent / "shared" / "data" / "arctic_a.data"
+ARCTIC = Path(os.environ.get("VOICECONV_ARCTIC", REPO.parent / "shared" / "data" / "arctic_a.data"))
 
 
 def speech_clips(n: int, sr: int) -> list[np.ndarray]:
@@ -153,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iters", type=int, default=32)
     ap.add_argument("--momentum", type=float, default=0.99)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", default="1",
+                    help="torch and BLAS threads, or a comma list run in turn (default 1)")
     ap.add_argument("--synthetic", action="store_true", help="harmonic test signals instead of flite speech")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--vocoders", nargs="*", default=None,
@@ -177,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     mags = [magnitude(y, n_fft, hop) for y in clips]
     seconds = sum(len(y) for y in clips) / sr
+    thread_counts = [int(t) for t in args.threads.split(",") if t.strip()]
     print(f"# Griffin-Lim benchmark: {len(clips)} clips of {source}, {seconds:.1f} s audio, "
-          f"{args.iters} iterations, momentum {args.momentum}, torch threads {torch.get_num_threads()}")
+          f"{args.iters} iterations, momentum {args.momentum}, median of {args.repeats}; "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
 
     ta = torchaudio.transforms.GriffinLim(n_fft=n_fft, n_iter=args.iters, win_length=n_fft, hop_length=hop,
                                           power=1.0, momentum=args.momentum, rand_init=True)
@@ -197,18 +210,23 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             return [fast_griffin_lim(m, n_fft, hop, n_fft, args.iters, args.momentum, generator=g) for m in mags]
 
-    rows = []
-    for name, fn in [("librosa.griffinlim", run_librosa), ("torchaudio GriffinLim", run_torchaudio),
-                     ("voiceconv fast_griffin_lim", run_ours)]:
-        t, outs = timed(fn, args.repeats)
-        scs = [sc_of(o, m, n_fft, hop) for o, m in zip(outs, mags, strict=True)]
-        rows.append((name, t, statistics.median(scs)))
-    print(f"{'implementation':28s} {'median s':>9s} {'x real time':>12s} {'median SC':>10s}")
-    for name, t, sc in rows:
-        print(f"{name:28s} {t:9.3f} {seconds / t:12.1f} {sc:10.4f}")
-    ours = rows[-1]
-    for name, t, sc in rows[:-1]:
-        print(f"speed-up vs {name}: {t / ours[1]:.2f}x   (SC ours {ours[2]:.4f} vs {sc:.4f})")
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        with threadpool_limits(threads):
+            rows = []
+            for name, fn in [("librosa.griffinlim", run_librosa), ("torchaudio GriffinLim", run_torchaudio),
+                             ("voiceconv fast_griffin_lim", run_ours)]:
+                t, outs = timed(fn, args.repeats)
+                scs = [sc_of(o, m, n_fft, hop) for o, m in zip(outs, mags, strict=True)]
+                rows.append((name, t, statistics.median(scs)))
+        print(f"\n## {threads} thread(s) (torch and BLAS)")
+        print(f"{'implementation':28s} {'median s':>9s} {'x real time':>12s} {'median SC':>10s}")
+        for name, t, sc in rows:
+            print(f"{name:28s} {t:9.3f} {seconds / t:12.1f} {sc:10.4f}")
+        ours = rows[-1]
+        for name, t, sc in rows[:-1]:
+            print(f"speed-up vs {name}: {t / ours[1]:.2f}x   (SC ours {ours[2]:.4f} vs {sc:.4f}; "
+                  f"{threads} thread(s) each)")
     return 0
 
 

@@ -1,24 +1,66 @@
 #!/usr/bin/env bash
-# Create ./.venv with voiceconv and its dependencies, and make sure Debian's flite is present.
-# Idempotent: a second run only reinstalls when pyproject.toml changed.
+# Create ./.venv with voiceconv[dev,eval,app] and make sure Debian's flite and chromium are present.
+# Idempotent: a second run only reinstalls when pyproject.toml changed. A failed pip
+# install or import check stops here (exit 1, one "[bootstrap] ..." line saying what)
+# and writes no stamp, so the next run tries again. VOICECONV_VENV picks the folder,
+# PYTHON the interpreter that creates it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VOICECONV_VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
+IMPORTS=(voiceconv torch torchaudio librosa soundfile hydra pyworld pysptk gradio gradio_client playwright)
+START=$SECONDS
 
-if ! command -v flite >/dev/null 2>&1; then
-    echo "[bootstrap] installing Debian's flite (speech synthesiser for the demo corpus)"
-    SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq flite >/dev/null \
-        || echo "[bootstrap] WARNING: could not install flite; demo corpus rendering will fail"
-fi
+say() { echo "[bootstrap] $*"; }
+die() { echo "[bootstrap] $*" >&2; exit 1; }
+elapsed() { echo "$((SECONDS - START)) s"; }
+
+# apt_install PACKAGE COMMAND WHY: install a Debian package unless COMMAND exists.
+apt_install() {
+    local pkg="$1" cmd="$2" why="$3" sudo=""
+    command -v "$cmd" >/dev/null 2>&1 && return 0
+    say "installing Debian's $pkg ($why)"
+    [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo="sudo"
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq "$pkg" >/dev/null
+}
+
+# pip_install ARGS...: pip with its progress lines shown (less Debian's location
+# notices); any failure stops the bootstrap.
+pip_install() {
+    if ! "$VENV/bin/python" -m pip install "$@" 2>&1 \
+            | { grep -v "^WARNING: Location" || true; }; then
+        die "pip install failed ($*); see pip's messages above. Nothing was stamped; fix it and run again."
+    fi
+}
+
+apt_install flite flite "speech synthesiser for the demo corpus" \
+    || say "WARNING: could not install flite; demo corpus rendering will fail"
+
+apt_install chromium chromium "headless browser for the web app's tests" \
+    || say "WARNING: could not install chromium; the web app's browser tests will fail"
 
 stamp="$VENV/.voiceconv-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    echo "[bootstrap] creating $VENV and installing voiceconv[dev,eval] (torch 2.11 takes about a minute)"
-    "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-    "$VENV/bin/python" -m pip install -q -e ".[dev,eval]" 2>&1 | grep -v "^WARNING: Location" || true
-    "$VENV/bin/python" -c "import voiceconv, torch, torchaudio, librosa, soundfile, hydra, pyworld, pysptk" && echo "[bootstrap] ok"
+    say "1/3 creating $VENV"
+    "$PYTHON" -m venv "$VENV" || die "could not create $VENV with $PYTHON (python3-venv missing?)"
+    say "2/3 installing voiceconv[dev,eval,app]: torch 2.11 with its CUDA libraries, ~3 GB to download, 5.3 GB installed (2-6 minutes measured on a fresh 2-core machine, mostly downloading)"
+    pip_install -q --upgrade pip
+    pip_install -e ".[dev,eval,app]"
+    say "3/3 checking imports ($(elapsed) so far): ${IMPORTS[*]}"
+    "$VENV/bin/python" - "${IMPORTS[@]}" <<'EOF' || die "import check failed; nothing was stamped (see the line above)"
+import importlib
+import sys
+
+missing = []
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except Exception as exc:  # noqa: BLE001 - report every broken module, not just the first
+        missing.append(f"{name} ({type(exc).__name__}: {exc})")
+if missing:
+    print("[bootstrap] cannot import: " + "; ".join(missing), file=sys.stderr)
+    sys.exit(1)
+EOF
     touch "$stamp"
+    say "ok: $VENV ready in $(elapsed)"
 fi

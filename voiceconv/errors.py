@@ -31,6 +31,11 @@ class AudioError(FileProblem):
     """An audio input that cannot be used (unreadable, empty, silent, NaN, ...)."""
 
 
+class OutputExists(FileProblem):
+    """An output file exists already (or appeared while it was being made) and
+    overwriting was not asked for; the existing file is kept."""
+
+
 class CorpusError(FileProblem):
     """A corpus folder that does not have the layout its reader expects."""
 

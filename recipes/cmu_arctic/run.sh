@@ -44,5 +44,6 @@ fi
 if stage 4; then
     say 4 "evaluate"
     ${BIN}voiceconv-evaluate --converted "$out/converted" --reference "$out/data/eval/$tgt" \
-        --source "$out/data/eval/$src" --train-cache "$out/cache" --target-speaker "$tgt" --out "$out/report"
+        --source "$out/data/eval/$src" --train-cache "$out/cache" --target-speaker "$tgt" \
+            --checkpoint "$out/train/checkpoints/last.ckpt" --out "$out/report"
 fi

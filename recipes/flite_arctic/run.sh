@@ -17,7 +17,7 @@ tgt=slt
 limit=""                # use only the first N prompts
 n_eval=20
 steps=1000
-precision=bf16         # bf16 autocast (also on CPU: AVX-512 BF16), or fp32
+precision=auto         # auto (the fastest on this machine: bf16 only where the CPU has it natively), bf16, fp32
 model=maskcyclegan_vc_small
 train_args=""           # extra Hydra overrides, e.g. "trainer=gpu trainer.batch_size=16"
 device=cpu
@@ -51,5 +51,6 @@ fi
 if stage 5; then
     say 5 "evaluate against the held-out $tgt references"
     ${BIN}voiceconv-evaluate --converted "$out/converted" --reference "$out/data/eval/$tgt" \
-        --source "$out/data/eval/$src" --train-cache "$out/cache" --target-speaker "$tgt" --out "$out/report"
+        --source "$out/data/eval/$src" --train-cache "$out/cache" --target-speaker "$tgt" \
+            --checkpoint "$out/train/checkpoints/last.ckpt" --out "$out/report"
 fi

@@ -42,7 +42,8 @@ if stage 4; then
     if [ -d "$ref" ]; then
         say 4 "evaluate against $ref"
         ${BIN}voiceconv-evaluate --converted "$out/converted" --reference "$ref" \
-            --source "$root/vcc2018_evaluation/$src" --train-cache "$out/cache" --target-speaker "$tgt" --out "$out/report"
+            --source "$root/vcc2018_evaluation/$src" --train-cache "$out/cache" --target-speaker "$tgt" \
+            --checkpoint "$out/train/checkpoints/last.ckpt" --out "$out/report"
     else
         echo "stage 4 skipped: no target references at $ref"
     fi

@@ -327,6 +327,102 @@ def test_existing_outputs_are_skipped(vc: VoiceConverter, tmp_path: Path) -> Non
     assert r.status == "converted" and sf.read(out / "x.wav")[0].shape == (SR,)
 
 
+def _failing(real, when):
+    """``real`` (a converter step), but raising RuntimeError when ``when(*args)`` holds."""
+
+    def step(*args, **kwargs):
+        if when(*args, **kwargs):
+            raise RuntimeError("bad broke this step\nsecond line")
+        return real(*args, **kwargs)
+
+    return step
+
+
+def _names_bad(*args, **kwargs) -> bool:
+    return "bad.wav" in repr(args) + repr(kwargs)
+
+
+@pytest.mark.parametrize("step", ["load", "analyse", "generator", "vocode", "write"])
+def test_an_exception_in_any_step_costs_only_its_file(
+    ckpt: Path, tmp_path: Path, monkeypatch, step: str
+) -> None:
+    """Three files in one batch; any step raising an unexpected exception for the
+    middle one gives it one failed line naming it, and the other two are converted."""
+    import voiceconv.conversion.converter as conv
+
+    vc = VoiceConverter.from_checkpoint(ckpt, vocoder=FrameVocoder())
+    srcs = [write_wav(tmp_path / "in" / f"{n}.wav", speech_like(1.0 + 0.01 * i, seed=i))
+            for i, n in enumerate(["a", "bad", "c"])]
+    bad_frames = vc.analyse(vc._load(srcs[1])).shape[-1]  # waveforms and mels do not name their file
+    if step == "load":
+        monkeypatch.setattr(vc, "_load", _failing(vc._load, _names_bad))
+    elif step == "analyse":
+        monkeypatch.setattr(vc, "analyse", _failing(vc.analyse, lambda w: vc.mel_config.frames(w.size) == bad_frames))
+    elif step == "generator":  # fails for any batch that holds bad's mel
+        monkeypatch.setattr(vc, "_generate", _failing(
+            vc._generate, lambda mels, d: any(m.shape[-1] == bad_frames for m in mels)))
+    elif step == "vocode":
+        monkeypatch.setattr(vc, "vocode", _failing(vc.vocode, _names_bad))
+    else:
+        monkeypatch.setattr(conv, "save_audio", _failing(conv.save_audio, _names_bad))
+    calls: list[int] = []
+    generate = vc._generate
+    monkeypatch.setattr(vc, "_generate", lambda mels, d: calls.append(len(mels)) or generate(mels, d))
+    results = vc.convert_files(srcs, tmp_path / "out", batch_size=3, max_pad_fraction=0.5)
+    assert [r.status for r in results] == ["converted", "failed", "converted"]
+    assert results[1].message == f"{srcs[1]}: unexpected RuntimeError: bad broke this step"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.wav", "c.wav"]
+    if step in ("vocode", "write"):
+        assert calls == [3]  # the generator still ran the three together
+    if step == "generator":
+        assert calls == [3, 1, 1, 1]  # the failed batch retried one by one
+
+
+def test_cli_vocoder_failing_for_one_of_three(ckpt: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    from voiceconv.cli.convert import main
+
+    srcs = [write_wav(tmp_path / "in" / f"{n}.wav", speech_like(1.0, seed=i))
+            for i, n in enumerate(["a", "bad", "c"])]
+    monkeypatch.setattr(VoiceConverter, "vocode", _failing(VoiceConverter.vocode, _names_bad))
+    out = tmp_path / "out"
+    rc = main(["--checkpoint", str(ckpt), "--direction", "a2b", str(tmp_path / "in"), "--out-dir", str(out),
+               "--batch-size", "3"])
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 1
+    assert [ln for ln in err if "bad" in ln] == [f"{srcs[1]}: unexpected RuntimeError: bad broke this step"]
+    assert err[-1] == "2 converted, 0 skipped, 1 failed"
+    assert sorted(p.name for p in out.iterdir()) == ["a.wav", "c.wav"]
+
+
+def test_output_appearing_while_converting_is_not_clobbered(
+    ckpt: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """An output created by someone else after planning (here: while vocoding) is kept
+    and the file reported skipped; with ``overwrite`` it is replaced."""
+    vc = VoiceConverter.from_checkpoint(ckpt, vocoder=FrameVocoder())
+    srcs = [write_wav(tmp_path / "in" / f"{n}.wav", speech_like(1.0, seed=i)) for i, n in enumerate("ab")]
+    out = tmp_path / "out"
+    real = vc.vocode
+
+    def vocode_while_someone_writes(log_mel, n_samples, source=None):
+        if source is not None and source.name == "a.wav":
+            out.mkdir(exist_ok=True)
+            (out / "a.wav").write_bytes(b"someone else's")
+        return real(log_mel, n_samples, source)
+
+    monkeypatch.setattr(vc, "vocode", vocode_while_someone_writes)
+    results = vc.convert_files(srcs, out, batch_size=2)
+    assert [r.status for r in results] == ["skipped", "converted"]
+    assert "appeared while converting" in results[0].message and str(out / "a.wav") in results[0].message
+    assert (out / "a.wav").read_bytes() == b"someone else's"
+    assert sorted(p.name for p in out.iterdir()) == ["a.wav", "b.wav"]  # no temp file left
+    with pytest.raises(OutputExists):
+        vc.convert_file(srcs[0], out / "a.wav")
+    results = vc.convert_files(srcs, out, batch_size=2, overwrite=True)
+    assert [r.status for r in results] == ["converted", "converted"]
+    assert sf.read(out / "a.wav")[0].shape == (SR,)
+
+
 def test_batching_equal_lengths_equals_one_by_one(ckpt: Path, tmp_path: Path) -> None:
     """Equal lengths need no padding, so a batch computes what single files do, up to
     the float rounding of a batched convolution (~1e-6 in the mels). A deterministic

@@ -80,6 +80,34 @@ def test_resume_continues_the_same_trajectory(tmp_path):
     assert load_checkpoint(tmp_path / "part" / "checkpoints" / "last.ckpt")["step"] == 4
 
 
+def test_stop_checkpoints_the_current_step_and_resume_continues(tmp_path):
+    """``fit(stop=...)`` (the web app's Stop button) writes the step it stopped at, off the
+    ``ckpt_every`` grid, and a plain ``fit()`` later continues the uninterrupted trajectory."""
+    full = make_trainer(tmp_path / "full", max_steps=5, ckpt_every=100)
+    full.fit()
+
+    seen: list[tuple[int, set[str]]] = []
+    part = make_trainer(tmp_path / "part", max_steps=5, ckpt_every=100)
+    result = part.fit(stop=lambda: len(seen) >= 3, on_step=lambda s, logs: seen.append((s, set(logs))))
+    assert result.stopped and result.step == 3
+    assert [s for s, _ in seen] == [1, 2, 3]
+    assert {"g_total", "d_total"} <= seen[0][1]
+    assert load_checkpoint(tmp_path / "part" / "checkpoints" / "last.ckpt")["step"] == 3
+    assert (tmp_path / "part" / "checkpoints" / "step_0000003.ckpt").is_file()
+
+    resumed = make_trainer(tmp_path / "part", max_steps=5, ckpt_every=100, seed=7)
+    again = resumed.fit()
+    assert not again.stopped and again.step == 5
+    torch.testing.assert_close(flat_params(resumed.model), flat_params(full.model), rtol=0, atol=1e-7)
+
+
+def test_stop_before_any_step_writes_nothing(tmp_path):
+    trainer = make_trainer(tmp_path / "run", max_steps=3)
+    result = trainer.fit(stop=lambda: True)
+    assert result.stopped and result.step == 0 and result.last_checkpoint is None
+    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+
+
 def test_fresh_run_with_other_seed_differs(tmp_path):
     """Control for the resume test: a different seed really gives another trajectory."""
     a = make_trainer(tmp_path / "a", max_steps=2)

@@ -29,8 +29,8 @@ from voiceconv.audio.processing import (
     peak_dbfs,
     resample,
 )
-from voiceconv.errors import AudioError
-from voiceconv.utils.atomic import atomic_path
+from voiceconv.errors import AudioError, OutputExists
+from voiceconv.utils.atomic import DestinationExists, atomic_path
 
 MIN_SAMPLE_RATE: int = 1000
 """Lowest sample rate accepted, in a file or requested (Hz)."""
@@ -280,6 +280,7 @@ def save_audio(
     sample_rate: int,
     *,
     subtype: str | None = None,
+    overwrite: bool = True,
 ) -> Path:
     """Write ``(T,)`` or ``(channels, T)`` float samples to ``path`` atomically.
 
@@ -288,7 +289,9 @@ def save_audio(
     Samples are clipped to [-1, 1] for every subtype, float ones included (PCM
     would saturate there anyway); NaN/inf samples, integer arrays, empty arrays and rates outside
     1 kHz..384 kHz raise :class:`AudioError`. The file appears complete or not at
-    all (temporary file beside it, fsynced, then renamed). Returns ``Path(path)``.
+    all (temporary file beside it, fsynced, then renamed). With ``overwrite=False`` a
+    file at ``path``, even one that appeared while writing, is kept and
+    :class:`~voiceconv.errors.OutputExists` is raised. Returns ``Path(path)``.
     """
     path = Path(path)
     fmt = WRITE_FORMATS.get(path.suffix.lower())
@@ -319,7 +322,7 @@ def save_audio(
     frames = np.ascontiguousarray(np.clip(np.atleast_2d(arr), -1.0, 1.0).T)  # (T, C)
 
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path, overwrite=overwrite) as tmp:
             with sf.SoundFile(
                 tmp,
                 "w",
@@ -331,6 +334,9 @@ def save_audio(
                 out.write(frames)
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
+    except DestinationExists:
+        raise OutputExists(path, "appeared while converting (kept; use --overwrite / overwrite=True "
+                                 "to replace it)") from None
     except (sf.LibsndfileError, OSError) as err:
         reason = _sndfile_reason(err) if isinstance(err, sf.LibsndfileError) else err.strerror
         raise AudioError(path, f"could not write ({_one_line(reason or err)})") from err

@@ -10,10 +10,11 @@ skipped) or glob patterns (quoted, so that this tool expands them: ``"in/**/*.wa
 Each input becomes ``OUT_DIR/<stem>.wav`` at the model's sample rate, written
 atomically (a crash or Ctrl-C never leaves a partial file).
 
-Each input that cannot be converted gets one line on stderr naming the file and the
-problem, and the others are still converted. An output that exists already is kept
-and reported as skipped unless ``--overwrite``; an output path that is one of the
-inputs is always refused. Exit status: 0 when nothing failed (skipped files are not
+Each input that cannot be converted, whichever step fails for it (reading, analysis,
+generator, vocoder, writing), gets one line on stderr naming the file and the
+problem, and the others are still converted. An output that exists already, or
+appears while converting, is kept and reported as skipped unless ``--overwrite``; an
+output path that is one of the inputs is always refused. Exit status: 0 when nothing failed (skipped files are not
 failures), 1 when any input failed, 2 when nothing could start (bad checkpoint,
 vocoder or options), 130 on Ctrl-C.
 """

@@ -123,10 +123,12 @@ def run_demo(args: argparse.Namespace) -> int:
           f"{out / 'report' / STATISTICS_ONLY_DIR} ({time.perf_counter() - t:.0f} s)")
 
     t = _stage(5, "evaluate against the held-out references")
-    clf, frame_clf = fit_speaker_classifiers(FeatureCache(out / "train_run" / "cache"))
+    cache = FeatureCache(out / "train_run" / "cache")
+    clf, frame_clf = fit_speaker_classifiers(cache)
     report = evaluate_folders(out / "converted", out / "eval" / tgt, out / "eval" / src, clf, tgt,
                               out / "report" / "plots", max_plots=5,
-                              statistics_only=out / "report" / STATISTICS_ONLY_DIR, frame_classifier=frame_clf)
+                              statistics_only=out / "report" / STATISTICS_ONLY_DIR, frame_classifier=frame_clf,
+                              preparation=cache.preparation)
     js, md = write_report(report, out / "report")
     print(f"   ({time.perf_counter() - t:.0f} s)")
     print("\n== result (held-out " + f"{src} -> {tgt})\n")

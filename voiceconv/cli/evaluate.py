@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
         report = evaluate_folders(args.converted, args.reference, args.source, classifier,
                                   args.target_speaker, args.out / "plots", args.plots,
-                                  statistics_only=stats_dir, frame_classifier=frame_classifier)
+                                  statistics_only=stats_dir, frame_classifier=frame_classifier,
+                                  preparation=cache.preparation if cache is not None else None)
     except VoiceconvError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

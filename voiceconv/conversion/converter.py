@@ -49,9 +49,11 @@ Choices of ours, and why:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,6 +82,7 @@ from voiceconv.errors import (
     ConfigError,
     FileProblem,
     MelConfigMismatch,
+    OutputExists,
     VoiceconvError,
 )
 from voiceconv.models.base import build_from_description
@@ -98,10 +101,7 @@ TIME_MULTIPLE = 4
 MAX_PEAK = 0.99
 
 Status = Literal["converted", "skipped", "failed"]
-
-
-class OutputExists(FileProblem):
-    """The output file exists already and ``overwrite`` was not given."""
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -407,6 +407,10 @@ class VoiceConverter:
         """The checkpoint's trimming and level applied to a mono waveform at :attr:`sample_rate`."""
         return self.preparation.for_conversion(wav, self.sample_rate, path, min_samples=self.mel_config.n_fft)
 
+    def _vocode_prepared(self, prepared: PreparedAudio, log_mel: Tensor, path: Path | None = None) -> np.ndarray:
+        """Converted log-mels of ``prepared``'s span -> the finished output waveform."""
+        return self.finish(prepared, self.vocode(log_mel, prepared.wav.shape[-1], path), path)
+
     def finish(self, prepared: PreparedAudio, converted: np.ndarray, path: Path | None = None) -> np.ndarray:
         """Converted span back in place, at :attr:`output_level`, scaled down if it would clip."""
         return _limit_peak(prepared.restore(converted, self.output_level), path)
@@ -415,10 +419,9 @@ class VoiceConverter:
     def _convert_wave(self, wav: np.ndarray, direction: str, source: Path | None = None) -> np.ndarray:
         """Checked mono waveform at the MelConfig rate -> converted waveform, same length."""
         prepared = self.prepare_for_model(wav, source)
-        mel = self.analyse(prepared.wav)
-        conv = self.convert_mel(mel, direction)
+        conv = self.convert_mel(self.analyse(prepared.wav), direction)
         assert isinstance(conv, Tensor)
-        return self.finish(prepared, self.vocode(conv, prepared.wav.shape[-1], source), source)
+        return self._vocode_prepared(prepared, conv, source)
 
     # ------------------------------------------------------------ public API
     def convert(
@@ -437,6 +440,10 @@ class VoiceConverter:
     def _load(self, src: Path) -> np.ndarray:
         wav, _ = load_audio(src, self.sample_rate, min_samples=self.mel_config.n_fft)
         return wav
+
+    def _convert_path(self, src: Path, direction: str) -> np.ndarray:
+        """Audio file ``src`` -> converted waveform (chunked when long)."""
+        return self._convert_wave(self._load(src), direction, src)
 
     def check_output(
         self, src: str | os.PathLike[str], dst: str | os.PathLike[str], overwrite: bool = False
@@ -470,8 +477,7 @@ class VoiceConverter:
         self.roles(direction)
         src = Path(src)
         dst = self.check_output(src, dst, overwrite)
-        out = self._convert_wave(self._load(src), direction, src)
-        return save_audio(dst, out, self.sample_rate)
+        return save_audio(dst, self._convert_path(src, direction), self.sample_rate, overwrite=overwrite)
 
     def convert_files(
         self,
@@ -486,15 +492,22 @@ class VoiceConverter:
     ) -> list[FileResult]:
         """Convert many files into ``out_dir/<stem><suffix>``; one result per input, in order.
 
-        A file that cannot be converted (any :class:`~voiceconv.errors.VoiceconvError`:
-        unreadable, empty, not audio, NaN, silent, too short, output problems) gets a
-        ``"failed"`` result with the one-line message, and the others go on. An
-        existing output is ``"skipped"`` unless ``overwrite``; an output path equal to
-        any input is refused even with ``overwrite``; two inputs with the same stem
-        cannot share an output (the second fails). Inputs up to ``chunk_frames`` frames
-        are converted in batches of up to ``batch_size`` similar lengths (see the
-        module docstring); longer ones one at a time in chunks. ``on_result`` is
-        called with each result as soon as it is known.
+        One bad file never stops the batch: an exception in any step of one item
+        (reading, analysis, generator, vocoder, writing) gives that file a
+        ``"failed"`` result with a one-line message naming it, and the others go on
+        (a :class:`~voiceconv.errors.VoiceconvError` keeps its message; anything else
+        is reported as unexpected, with its traceback at DEBUG log level). When a
+        batched generator pass fails, its items are retried one by one so that only
+        the culprit fails. Only ``KeyboardInterrupt`` and the like stop the run.
+
+        An existing output is ``"skipped"`` unless ``overwrite``, also one that
+        appears while converting (outputs are published without clobbering); an
+        output path equal to any input is refused even with ``overwrite``; two
+        inputs with the same stem cannot share an output (the second fails). Inputs
+        up to ``chunk_frames`` frames are converted in batches of up to
+        ``batch_size`` similar lengths (see the module docstring); longer ones one at
+        a time in chunks. ``on_result`` is called with each result as soon as it is
+        known.
         """
         self.roles(direction)
         if batch_size < 1:
@@ -510,6 +523,22 @@ class VoiceConverter:
             results[index] = res
             if on_result is not None:
                 on_result(res)
+
+        def fail(index: int, exc: Exception, output: Path | None = None) -> None:
+            if isinstance(exc, OutputExists):
+                report(index, output, "skipped", str(exc))
+            else:
+                report(index, None, "failed", _failure_line(sources[index], exc))
+
+        def write(it: _Item, make: Callable[[], np.ndarray]) -> None:
+            """Make ``it``'s waveform and save it; an exception in either is its line
+            (``on_result`` itself runs outside the try)."""
+            try:
+                save_audio(it.output, make(), self.sample_rate, overwrite=overwrite)
+            except Exception as exc:
+                fail(it.index, exc, it.output)
+            else:
+                report(it.index, it.output, "converted")
 
         inputs = {}
         for src in sources:
@@ -532,10 +561,8 @@ class VoiceConverter:
                 info = audio_info(src)
                 frames = self.mel_config.frames(round(info.frames * self.sample_rate / info.sample_rate))
                 items.append(_Item(i, src, dst, frames))
-            except OutputExists as exc:
-                report(i, dst, "skipped", str(exc))
-            except VoiceconvError as exc:
-                report(i, None, "failed", str(exc))
+            except Exception as exc:
+                fail(i, exc, dst)
 
         short = sorted((it for it in items if it.frames <= self.chunk_frames), key=lambda it: it.frames)
         long = [it for it in items if it.frames > self.chunk_frames]
@@ -545,42 +572,76 @@ class VoiceConverter:
                 try:
                     it.prepared = self.prepare_for_model(self._load(it.source), it.source)
                     loaded.append(it)
-                except VoiceconvError as exc:
-                    report(it.index, None, "failed", str(exc))
+                except Exception as exc:
+                    fail(it.index, exc, it.output)
             if loaded:
-                self._convert_batch(loaded, direction, report)
+                self._convert_batch(loaded, direction, write, fail)
         for it in long:
-            try:
-                out = self._convert_wave(self._load(it.source), direction, it.source)
-                save_audio(it.output, out, self.sample_rate)
-                report(it.index, it.output, "converted")
-            except VoiceconvError as exc:
-                report(it.index, None, "failed", str(exc))
+            write(it, partial(self._convert_path, it.source, direction))
         return [r for r in results if r is not None]
 
     @torch.inference_mode()
-    def _convert_batch(
-        self, items: Sequence[_Item], direction: str, report: Callable[..., None]
-    ) -> None:
-        """Generator on loaded short items together (padded by repeating their last frame),
-    then each item vocoded and written on its own."""
+    def _generate(self, mels: Sequence[Tensor], direction: str) -> list[Tensor]:
+        """Generator on log-mels together (padded by repeating their last frame), each
+        output cropped back to its own length."""
         src, tgt = self.roles(direction)
-        mels = [self.analyse(it.prepared.wav) for it in items if it.prepared is not None]
         lengths = [m.shape[-1] for m in mels]
         longest = max(lengths)
         batch = torch.stack([F.pad(m[None], (0, longest - m.shape[-1]), mode="replicate")[0] for m in mels])
         y = self.stats[tgt].denormalize(self._convert_normalised(self.stats[src].normalize(batch), direction))
-        for row, it, n_frames in zip(y, items, lengths, strict=True):
+        return [row[:, :n] for row, n in zip(y, lengths, strict=True)]
+
+    @torch.inference_mode()
+    def _convert_batch(
+        self,
+        items: Sequence[_Item],
+        direction: str,
+        write: Callable[[_Item, Callable[[], np.ndarray]], None],
+        fail: Callable[[int, Exception, Path | None], None],
+    ) -> None:
+        """Loaded short items: analysed one by one, generator on all together (one by
+        one if that fails), then each vocoded and written on its own; a failing step
+        costs only its item."""
+        ready: list[tuple[_Item, Tensor]] = []
+        for it in items:
+            assert it.prepared is not None
+            try:
+                ready.append((it, self.analyse(it.prepared.wav)))
+            except Exception as exc:
+                fail(it.index, exc, it.output)
+        if not ready:
+            return
+        try:
+            converted: list[tuple[_Item, Tensor]] = list(
+                zip((it for it, _ in ready), self._generate([m for _, m in ready], direction), strict=True)
+            )
+        except Exception as exc:
+            if len(ready) == 1:
+                fail(ready[0][0].index, exc, ready[0][0].output)
+                return
+            converted = []
+            for it, mel in ready:  # find the culprit: the others must not pay for it
+                try:
+                    converted.append((it, self._generate([mel], direction)[0]))
+                except Exception as one_exc:
+                    fail(it.index, one_exc, it.output)
+        for it, y in converted:
+            # each item's own frames, vocoded alone: a file's waveform does not
+            # depend on the other files of its batch (Griffin-Lim's random start)
             prepared, it.prepared = it.prepared, None
             assert prepared is not None
-            try:
-                # each item's own frames, vocoded alone: a file's waveform does not
-                # depend on the other files of its batch (Griffin-Lim's random start)
-                out = self.vocode(row[:, :n_frames], prepared.wav.shape[-1], it.source)
-                save_audio(it.output, self.finish(prepared, out, it.source), self.sample_rate)
-                report(it.index, it.output, "converted")
-            except VoiceconvError as exc:
-                report(it.index, None, "failed", str(exc))
+            write(it, partial(self._vocode_prepared, prepared, y, it.source))
+
+
+def _failure_line(source: Path, exc: Exception) -> str:
+    """One line for ``exc`` raised while converting ``source``, naming a file."""
+    if isinstance(exc, FileProblem):
+        return str(exc)
+    if isinstance(exc, VoiceconvError):
+        return f"{source}: {exc}"
+    _log.debug("unexpected error converting %s", source, exc_info=exc)
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{source}: unexpected {type(exc).__name__}: {first}"
 
 
 def _checkpoint_preparation(ckpt: Mapping[str, Any], path: Path) -> Preparation:

@@ -25,6 +25,7 @@ import numpy as np
 
 from voiceconv.audio.io import load_audio
 from voiceconv.audio.mel import MelConfig, log_mel
+from voiceconv.audio.preparation import Preparation
 from voiceconv.audio.processing import resample
 from voiceconv.errors import VoiceconvError
 from voiceconv.evaluation.f0_metrics import f0_scores
@@ -199,9 +200,16 @@ def evaluate_folders(
     max_plots: int = 5,
     statistics_only: str | os.PathLike[str] | None = None,
     frame_classifier: FrameSpeakerClassifier | None = None,
+    preparation: Preparation | None = None,
 ) -> EvaluationReport:
     """Score every converted file that has a reference with the same stem, and beside it
-    the unconverted ``source`` and the ``statistics_only`` renders of the same stems."""
+    the unconverted ``source`` and the ``statistics_only`` renders of the same stems.
+
+    The log-mels behind the DTW distance and the speaker classifiers come from audio
+    prepared like the training features (``preparation``, default: trimmed at 40 dB and
+    peak-normalised, the training default), so that a file's level does not count as a
+    difference; MCD (c0 left out) and F0 are level-free already."""
+    prep = preparation if preparation is not None else Preparation()
     conv, ref = audio_files_by_stem(converted), audio_files_by_stem(reference)
     others = {"source": audio_files_by_stem(source) if source is not None else {},
               "statistics_only": audio_files_by_stem(statistics_only) if statistics_only is not None else {}}
@@ -214,13 +222,14 @@ def evaluate_folders(
         try:
             ref_wav, sr = load_audio(ref[stem])
             wr = world_features(ref_wav, sr)
-            mels = {"reference": log_mel(_at_rate(ref_wav, sr, clf_cfg.sample_rate), clf_cfg)}
+            rate = clf_cfg.sample_rate
+            mels = {"reference": log_mel(prep.apply(_at_rate(ref_wav, sr, rate), rate, ref[stem]), clf_cfg)}
             f0s = {"reference": wr}
             row = UtteranceScores(stem)
             files = {"converted": conv[stem], **{k: v[stem] for k, v in others.items() if stem in v}}
             for system, path in files.items():
                 wav, _ = load_audio(path, sr)
-                mels[system] = log_mel(_at_rate(wav, sr, clf_cfg.sample_rate), clf_cfg)
+                mels[system] = log_mel(prep.apply(_at_rate(wav, sr, rate), rate, path), clf_cfg)
                 row.systems[system], f0s[system] = _score(wr, mels["reference"], wav, sr, mels[system],
                                                           classifiers)
             report.rows.append(row)

@@ -7,7 +7,9 @@ on the run's own model and crop size: a few optimiser-free generator + discrimin
 steps on a copy of the model (bf16 is a candidate only where the CPU has native bf16),
 the fastest wins, and the result is cached per machine and workload in
 ``$VOICECONV_CACHE_DIR`` (default ``~/.cache/voiceconv``) ``/autotune.json``, so later
-runs start at once. ``VOICECONV_AUTOTUNE=refresh`` measures again. Random number
+runs start at once; the key includes how busy the machine is (load per core, rounded), so
+an idle and a loaded machine each get their own answer. ``VOICECONV_AUTOTUNE=refresh``
+measures again. Random number
 streams are left exactly as they were, so a run's trajectory does not depend on
 whether the choice came from the cache.
 """
@@ -49,6 +51,15 @@ def cache_file() -> Path:
     if not root:
         root = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "voiceconv")
     return Path(root) / "autotune.json"
+
+
+def load_band() -> int:
+    """The machine's load average per usable core, rounded (0 idle, 1 busy, 2 oversubscribed, ...):
+    part of the cache key, since the fastest thread count on a busy machine is not an idle one's."""
+    try:
+        return round(os.getloadavg()[0] / available_cores())
+    except OSError:
+        return 0
 
 
 def candidate_settings(precision: str, threads: Any, cores: int, native_bf16: bool) -> list[Setting]:
@@ -142,26 +153,31 @@ def choose(
 
 def apply_machine_settings(
     model: CycleGAN, trainer_cfg: Mapping[str, Any], device: torch.device, *, n_mels: int,
-    crop_frames: int, verbose: bool = True,
+    crop_frames: int, verbose: bool = True, measure: bool = True,
 ) -> dict[str, Any]:
     """Resolve ``trainer.precision``/``trainer.threads`` for this machine and set torch's
     thread count; returns ``{"precision": ..., "threads": ...}`` to put in the settings.
 
     ``threads: null`` keeps torch's default; a number is used as it is. On CUDA,
-    ``precision: auto`` is bf16 where supported and nothing is timed.
+    ``precision: auto`` is bf16 where supported and nothing is timed; with
+    ``measure=False`` (several processes, which must agree) the CPU flags decide the
+    precision and ``auto`` threads leave torch's default.
     """
     precision = str(trainer_cfg.get("precision", "auto"))
     threads = trainer_cfg.get("threads")
     if threads is not None and threads != "auto" and (not str(threads).isdigit() or int(threads) < 1):
         raise ConfigError(f"trainer.threads must be auto, null or a positive number, got {threads!r}")
-    if device.type != "cpu":
-        return {"precision": resolve_precision(precision, device), "threads": threads}
+    if device.type != "cpu" or not measure:
+        n = None if threads in (None, "auto") else int(threads)
+        if n is not None:
+            torch.set_num_threads(n)
+        return {"precision": resolve_precision(precision, device), "threads": n}
     fixed_threads = torch.get_num_threads() if threads is None else threads
     candidates = candidate_settings(precision, fixed_threads, available_cores(), has_native_bf16())
     if len(candidates) == 1:
         (prec, n), timings, cached = candidates[0], {}, False
     else:
-        key = {"machine": machine_signature(), "model": model.describe()["class"],
+        key = {"machine": machine_signature(), "busy": load_band(), "model": model.describe()["class"],
                "hparams": model.describe()["hparams"], "batch": int(trainer_cfg.get("batch_size", 1)),
                "n_mels": n_mels, "frames": crop_frames}
         rng = capture_rng_state()

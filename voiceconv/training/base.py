@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ class TrainResult:
     step: int  # optimizer steps completed
     last_checkpoint: Path | None  # run_dir/checkpoints/last.ckpt (None if never saved)
     logs: dict[str, float] = field(default_factory=dict)  # the last logged losses
+    stopped: bool = False  # True when ``stop`` ended the run before max_steps
 
 
 class TrainerBase:
@@ -177,8 +178,18 @@ class TrainerBase:
         return bool((wall is not None and time.perf_counter() - wall0 >= 60 * wall)
                     or (cpu is not None and time.process_time() - cpu0 >= 60 * cpu))
 
-    def fit(self) -> TrainResult:
-        """Resume if possible, train until ``max_steps`` (or a time limit), checkpoint, return."""
+    def fit(
+        self,
+        stop: Callable[[], bool] | None = None,
+        on_step: Callable[[int, Mapping[str, float]], None] | None = None,
+    ) -> TrainResult:
+        """Resume if possible, train until ``max_steps`` (or a time limit), checkpoint, return.
+
+        ``stop`` (polled before every step; all processes agree) ends the run early and
+        cleanly: the current step is checkpointed and the result says ``stopped``, so the
+        same command resumes it. ``on_step(step, losses)`` is called after every step
+        (main process) for live progress (the web app).
+        """
         from tqdm.auto import tqdm
 
         s = self.settings
@@ -198,8 +209,15 @@ class TrainerBase:
         rate = StepRate(self.step)
         wall0, cpu0 = time.perf_counter(), time.process_time()
         logs: Mapping[str, Tensor] = {}
+        saved_at = self.step  # a resumed step is on disk already
+        stopped = False
         try:
             while self.step < s.max_steps:
+                if stop is not None and not self._all_true(not stop()):
+                    stopped = True
+                    if saved_at != self.step:
+                        last_path = self.save_checkpoint() or last_path
+                    break
                 out = self.train_step()
                 logs = self._step_logs(out)
                 bar.update(1)
@@ -214,6 +232,9 @@ class TrainerBase:
                 out_of_time = self._out_of_time(wall0, cpu0)
                 if self.step % s.ckpt_every == 0 or self.step == s.max_steps or out_of_time:
                     last_path = self.save_checkpoint() or last_path
+                    saved_at = self.step
+                if on_step is not None and self._is_main():
+                    on_step(self.step, {k: float(v) for k, v in logs.items()})
                 if out_of_time:
                     log.info("time limit reached at step %d (%.1f min wall, %.1f min CPU)", self.step,
                              (time.perf_counter() - wall0) / 60, (time.process_time() - cpu0) / 60)
@@ -224,7 +245,8 @@ class TrainerBase:
         if not last_logs:
             last_logs = {k: float(v) for k, v in logs.items()}
         last = self.checkpoints.last_path
-        return TrainResult(self.step, last if last_path is not None or last.exists() else None, last_logs)
+        return TrainResult(self.step, last if last_path is not None or last.exists() else None, last_logs,
+                           stopped)
 
 
 __all__ = ["TrainResult", "TrainerBase"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +95,17 @@ def _griffin_lim_vocoder(mel_cfg: MelConfig) -> Any:
     return vocode
 
 
-def train_vc(cfg: DictConfig, **trainer_options: Any) -> Any:
+def train_vc(
+    cfg: DictConfig,
+    stop: Callable[[], bool] | None = None,
+    on_step: Callable[[int, Mapping[str, float]], None] | None = None,
+) -> Any:
     """Train with a composed ``conf/train.yaml`` config; returns the ``TrainResult``.
 
     ``trainer.precision``/``trainer.threads`` ``auto`` are resolved for the machine
-    found (:mod:`voiceconv.training.autotune`); ``trainer_options`` go to
-    :class:`~voiceconv.training.vc_trainer.VCTrainer`.
+    found (:mod:`voiceconv.training.autotune`). ``stop`` and ``on_step`` go to
+    :meth:`~voiceconv.training.vc_trainer.VCTrainer.fit` (the web app's Stop button and
+    live progress).
     """
     from hydra.utils import instantiate
 
@@ -124,7 +130,7 @@ def train_vc(cfg: DictConfig, **trainer_options: Any) -> Any:
         trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
         trainer_cfg.update(apply_machine_settings(
             model, trainer_cfg, ctx.device, n_mels=mel_cfg.n_mels,
-            crop_frames=int(cfg.data.crop_frames), verbose=ctx.is_main,
+            crop_frames=int(cfg.data.crop_frames), verbose=ctx.is_main, measure=not ctx.distributed,
         ))
         make_opt_g = instantiate(cfg.optimizer.generator)
         make_opt_d = instantiate(cfg.optimizer.discriminator)
@@ -137,8 +143,8 @@ def train_vc(cfg: DictConfig, **trainer_options: Any) -> Any:
                        preparation=cache.preparation)
         vocode = _griffin_lim_vocoder(mel_cfg) if cfg.trainer.get("audio", False) else None
         trainer = VCTrainer(model, make_opt_g, make_opt_d, sampler, settings, cfg.out_dir,
-                            info, ctx=ctx, vocode=vocode, **trainer_options)
-        result = trainer.fit()
+                            info, ctx=ctx, vocode=vocode)
+        result = trainer.fit(stop=stop, on_step=on_step)
         if ctx.is_main:
             print(f"voiceconv-train: step {result.step}, checkpoint {result.last_checkpoint}")
         return result
