@@ -96,12 +96,13 @@ class ConditionalGAN(SavableModule):
         g_norm: str = "conditional_batch",
         d_norm: str = "batch",
         d_base_channels: int | None = None,
+        init_projection: bool = True,
     ) -> None:
         super().__init__()
         self.save_hparams(num_classes=num_classes, latent_dim=latent_dim, channels=channels,
                           image_size=image_size, base_channels=base_channels, embed_dim=embed_dim,
                           gan_mode=gan_mode, spectral_norm=spectral_norm, g_norm=g_norm,
-                          d_norm=d_norm, d_base_channels=d_base_channels)
+                          d_norm=d_norm, d_base_channels=d_base_channels, init_projection=init_projection)
         if num_classes < 1:
             raise ConfigError(f"ConditionalGAN needs num_classes >= 1, got {num_classes}")
         if g_norm not in G_NORMS:
@@ -120,8 +121,11 @@ class ConditionalGAN(SavableModule):
                                         spectral_norm, head=False)
         feat = self.d_net.feature_channels
         self.d_act = nn.LeakyReLU(0.2)
-        self.d_linear = maybe_spectral_norm(nn.Linear(feat, 1), spectral_norm)
-        self.d_projection = maybe_spectral_norm(nn.Embedding(num_classes, feat), spectral_norm)
+        projection = nn.Embedding(num_classes, feat)
+        if init_projection:  # N(0, 0.02) like every other D weight; PyTorch's N(0, 1) gave
+            nn.init.normal_(projection.weight, 0.0, 0.02)  # logits of +-60 at the start
+        self.d_linear = init_weights(maybe_spectral_norm(nn.Linear(feat, 1), spectral_norm))
+        self.d_projection = maybe_spectral_norm(projection, spectral_norm)
         self.gan_loss = GANLoss(gan_mode)
 
     @classmethod
