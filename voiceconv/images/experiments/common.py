@@ -154,7 +154,9 @@ def in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], labels: torch.Tensor, 
 def pixel_std(images: torch.Tensor, labels: torch.Tensor | None = None) -> float:
     """Diversity of a set of images: the per-pixel standard deviation across the set,
     averaged over pixels (within each class and then over classes when ``labels`` are
-    given). A collapsed generator scores far below the real data."""
+    given; classes with fewer than two images are skipped). A collapsed generator
+    scores far below the real data."""
     if labels is None:
         return float(images.std(0).mean())
-    return float(torch.stack([images[labels == k].std(0).mean() for k in labels.unique()]).mean())
+    per_class = [images[labels == k].std(0).mean() for k in labels.unique() if int((labels == k).sum()) > 1]
+    return float(torch.stack(per_class).mean()) if per_class else float("nan")

@@ -52,7 +52,9 @@ def _grid(cfg: DictConfig, out: Path, name: str, fakes: torch.Tensor) -> None:
 
 
 def class_rows(fakes: torch.Tensor, labels: torch.Tensor, classes: list[str], k: int) -> torch.Tensor:
-    """``(n_classes, k, C, H, W)``: the first ``k`` samples of each class, one row each."""
+    """``(n_classes, k, C, H, W)``: the first ``k`` samples of each class, one row each
+    (fewer when some class has fewer than ``k``)."""
+    k = min([k] + [int((labels == c).sum()) for c in range(len(classes))])
     return torch.stack([fakes[labels == c][:k] for c in range(len(classes))])
 
 

@@ -102,10 +102,11 @@ def exp_outliers(cfg: DictConfig, out: Path) -> dict[str, Any]:
                    background_train_seconds=round(bg_secs, 1))
         metrics["held_out"][str(name)] = res
         models[f"vae_without_{name}"], models[f"background_without_{name}"] = vae, bg
-        rec_in = batched(vae.reconstruct, t_in.images[:n_show], device=dev)
-        rec_out = batched(vae.reconstruct, t_out.images[:n_show], device=dev)
+        k_show = min(n_show, len(t_in), len(t_out))
+        rec_in = batched(vae.reconstruct, t_in.images[:k_show], device=dev)
+        rec_out = batched(vae.reconstruct, t_out.images[:k_show], device=dev)
         save_grid(out / f"reconstructions_without_{name}.png",
-                  torch.stack([t_in.images[:n_show], rec_in, t_out.images[:n_show], rec_out]),
+                  torch.stack([t_in.images[:k_show], rec_in, t_out.images[:k_show], rec_out]),
                   f"rows: inliers, their reconstructions, held-out {name}, theirs")
         for s, label in (("neg_elbo", "negative ELBO (nats)"), ("likelihood_ratio", "-ELBO - background NLL (nats)")):
             save_histograms(out / f"scores_{s}_without_{name}.png",

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from voiceconv.errors import ConfigError
 from voiceconv.images.data import DomainPair, PairedShapes, UnpairedShapes
-from voiceconv.images.data.sources import TensorImages
+from voiceconv.images.data.sources import TensorImages, read_folder, split_train_test
 from voiceconv.images.experiments.common import (
     data_of,
     final,
@@ -111,23 +111,28 @@ def translation_data(cfg: DictConfig) -> TranslationData:
         return TranslationData(PairedShapes(spec, int(cfg.size.n_train), seed=seed, domains=domains),
                                UnpairedShapes(spec, int(cfg.size.n_train), seed=seed, domains=domains),
                                test_a, test_b, True, spec.channels)
-    sets = data_of(cfg)
-    ch = sets.image_shape[0]
-    train, test = sets.train, sets.test
-    assert isinstance(train, TensorImages) and isinstance(test, TensorImages)
     if str(cfg.data.name) == "mnist":  # B = the inverted digit: truth known
+        sets = data_of(cfg)
+        train, test = sets.train, sets.test
+        assert isinstance(train, TensorImages) and isinstance(test, TensorImages)
         a, b = train.images, 1.0 - train.images
         return TranslationData(TensorPairs(a, b), TensorPairs(a, b, rng.permutation(len(a))),
-                               test.images, 1.0 - test.images, True, ch)
-    train_a, train_b = _domains_from_labels(train)
-    test_a, test_b = _domains_from_labels(test)
-    pairs, test_pairs = _pair_by_name(train_a, train_b), _pair_by_name(test_a, test_b)
-    n = max(len(train_a), len(train_b))
-    unpaired = TensorPairs(train_a.images, train_b.images, rng.permutation(n))
-    if pairs is None or test_pairs is None:
-        m = min(len(test_a), len(test_b))
-        return TranslationData(None, unpaired, test_a.images[:m], test_b.images[:m], False, ch)
-    return TranslationData(TensorPairs(*pairs), unpaired, *test_pairs, True, ch)
+                               test.images, 1.0 - test.images, True, sets.image_shape[0])
+    ch = int(cfg.data.channels) if cfg.data.get("channels") is not None else int(cfg.shapes.channels)
+    every, _ = read_folder(str(cfg.data.root), int(cfg.size.image_size), ch)
+    frac = float(cfg.data.get("test_fraction", 0.1))
+    dom_a, dom_b = _domains_from_labels(every)
+    pairs = _pair_by_name(dom_a, dom_b)
+    if pairs is None:  # unpaired folders: split each domain on its own, no truth
+        (tr_a, te_a), (tr_b, te_b) = split_train_test(dom_a, frac, seed), split_train_test(dom_b, frac, seed + 1)
+        n, m = max(len(tr_a), len(tr_b)), min(len(te_a), len(te_b))
+        return TranslationData(None, TensorPairs(tr_a.images, tr_b.images, rng.permutation(n)),
+                               te_a.images[:m], te_b.images[:m], False, ch)
+    both = TensorImages(torch.cat(pairs, 1), torch.zeros(len(pairs[0])))  # split pairs together
+    train, test = split_train_test(both, frac, seed)
+    tr_a, tr_b = train.images[:, :ch], train.images[:, ch:]
+    return TranslationData(TensorPairs(tr_a, tr_b), TensorPairs(tr_a, tr_b, rng.permutation(len(tr_a))),
+                           test.images[:, :ch], test.images[:, ch:], True, ch)
 
 
 def translation_errors(pred: torch.Tensor, truth: torch.Tensor, source: torch.Tensor,

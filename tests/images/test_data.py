@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from voiceconv.data.images import (
+from voiceconv.images.data import (
     MNIST,
     PALETTE,
     SHAPES,

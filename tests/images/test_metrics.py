@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scipy.linalg import sqrtm
 
 from voiceconv.errors import ConfigError
-from voiceconv.evaluation.image_metrics import (
+from voiceconv.images.metrics import (
     accuracy,
     auroc,
     discretize,
