@@ -66,11 +66,13 @@ class ConditionalDCGANGenerator(nn.Module):
 class ConditionalGAN(SavableModule):
     """Class-conditional GAN over images (Mirza & Osindero 2014; Miyato & Koyama 2018).
 
-    Generator: a learned label embedding (``embed_dim``) is concatenated to ``z``, and
-    with ``g_norm="conditional_batch"`` (default) every batch norm of the DCGAN generator
-    takes a per-class scale and shift (conditional batch norm, as in Miyato & Koyama's
-    generator). ``g_norm="batch"`` is the plain :class:`~voiceconv.models.gan.DCGANGenerator`
-    where the label enters only at the input (the pre-2026-12 model, which collapsed).
+    Generator: with ``g_norm="conditional_batch"`` (default) the DCGAN generator takes
+    ``z`` alone and every batch norm a per-class scale and shift (conditional batch
+    norm, as in Miyato & Koyama's generator). ``g_norm="batch"`` is the plain
+    :class:`~voiceconv.models.gan.DCGANGenerator` fed ``z`` concatenated with a learned
+    label embedding (``embed_dim``), the label entering only at the input: the pre-2026-12
+    model, which collapsed (in a batch of mixed classes the embedding dominates the
+    first batch norm's statistics, and ``z`` is all but normalised away).
 
     Discriminator: the *projection* discriminator of Miyato & Koyama, not label maps
     concatenated as input channels: with ``phi(x)`` the DCGAN trunk features after
@@ -81,6 +83,12 @@ class ConditionalGAN(SavableModule):
     spectral norm without batch norm in D and ResNet nets; at the small widths of CPU
     runs that D let the generator collapse within each class, while DCGAN's batch-norm
     D did not (``recipes/images/README.md``). The default loss is hinge.
+
+    ``mismatch_weight`` (default 1, not in Miyato & Koyama): the discriminator also learns
+    to reject real images paired with a wrong label (Reed et al. 2016's matching-aware
+    discriminator). Without it the discriminator told real from fake without using the
+    label at all (its label term stayed near zero) and the generator never learned the
+    class. ``init_projection`` draws ``V`` from N(0, 0.02) instead of PyTorch's N(0, 1).
     """
 
     def __init__(
@@ -97,26 +105,29 @@ class ConditionalGAN(SavableModule):
         d_norm: str = "batch",
         d_base_channels: int | None = None,
         init_projection: bool = True,
+        mismatch_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hparams(num_classes=num_classes, latent_dim=latent_dim, channels=channels,
                           image_size=image_size, base_channels=base_channels, embed_dim=embed_dim,
                           gan_mode=gan_mode, spectral_norm=spectral_norm, g_norm=g_norm,
-                          d_norm=d_norm, d_base_channels=d_base_channels, init_projection=init_projection)
+                          d_norm=d_norm, d_base_channels=d_base_channels, init_projection=init_projection,
+                          mismatch_weight=mismatch_weight)
         if num_classes < 1:
             raise ConfigError(f"ConditionalGAN needs num_classes >= 1, got {num_classes}")
         if g_norm not in G_NORMS:
             raise ConfigError(f"ConditionalGAN: g_norm must be one of {G_NORMS}, got {g_norm!r}")
         self.num_classes = num_classes
         self.latent_dim = latent_dim
-        self.label_embedding = nn.Embedding(num_classes, embed_dim)
+        self.mismatch_weight = float(mismatch_weight)
         self.generator: nn.Module
-        if g_norm == "conditional_batch":
-            self.generator = ConditionalDCGANGenerator(latent_dim + embed_dim, num_classes, channels,
-                                                       image_size, base_channels)
+        self.conditional_norm = g_norm == "conditional_batch"
+        self.label_embedding = None if self.conditional_norm else nn.Embedding(num_classes, embed_dim)
+        if self.conditional_norm:
+            self.generator = ConditionalDCGANGenerator(latent_dim, num_classes, channels, image_size,
+                                                       base_channels)
         else:
             self.generator = DCGANGenerator(latent_dim + embed_dim, channels, image_size, base_channels)
-        self.conditional_norm = g_norm == "conditional_batch"
         self.d_net = DCGANDiscriminator(channels, image_size, d_base_channels or base_channels, d_norm,
                                         spectral_norm, head=False)
         feat = self.d_net.feature_channels
@@ -133,7 +144,8 @@ class ConditionalGAN(SavableModule):
         """Models saved before ``g_norm``/``d_norm`` existed: plain-BN generator, no D norm,
         spectral norm on (the then defaults)."""
         if "g_norm" not in hparams:
-            hparams = {"spectral_norm": True, **hparams, "g_norm": "batch", "d_norm": "none"}
+            hparams = {"spectral_norm": True, **hparams, "g_norm": "batch", "d_norm": "none",
+                       "init_projection": False, "mismatch_weight": 0.0}
         return hparams
 
     def _check_labels(self, labels: Tensor) -> Tensor:
@@ -147,8 +159,9 @@ class ConditionalGAN(SavableModule):
     def generate(self, z: Tensor, labels: Tensor) -> Tensor:
         """``G(z, y)`` with gradients: ``z`` is ``(B, latent_dim)``, ``labels`` ``(B,)``."""
         labels = self._check_labels(labels)
-        h = torch.cat([z, self.label_embedding(labels)], dim=1)
-        return self.generator(h, labels) if self.conditional_norm else self.generator(h)
+        if self.label_embedding is None:
+            return self.generator(z, labels)
+        return self.generator(torch.cat([z, self.label_embedding(labels)], dim=1))
 
     def discriminate(self, x: Tensor, labels: Tensor) -> Tensor:
         """Projection-discriminator logits ``(B,)`` for images ``x`` with ``labels``."""
@@ -178,12 +191,17 @@ class ConditionalGAN(SavableModule):
             with torch.no_grad():
                 z = torch.randn(labels.shape[0], self.latent_dim, device=labels.device)
                 fake = self.generate(z, labels)
-        return self.gan_loss.discriminator_loss(self.discriminate(real, labels),
+        loss = self.gan_loss.discriminator_loss(self.discriminate(real, labels),
                                                 self.discriminate(fake.detach(), labels))
+        if self.mismatch_weight > 0 and self.num_classes > 1:
+            wrong = (labels + torch.randint_like(labels, 1, self.num_classes)) % self.num_classes
+            loss = loss + self.mismatch_weight * self.gan_loss.loss(self.discriminate(real, wrong), False)
+        return loss
 
     def generator_parameters(self) -> Iterator[Parameter]:
-        """Generator and its label embedding."""
-        yield from self.label_embedding.parameters()
+        """Generator (and its label embedding, without conditional batch norm)."""
+        if self.label_embedding is not None:
+            yield from self.label_embedding.parameters()
         yield from self.generator.parameters()
 
     def discriminator_parameters(self) -> Iterator[Parameter]:
