@@ -60,7 +60,7 @@ def test_projection_is_the_only_label_path_in_the_discriminator() -> None:
 
 def test_discriminator_loss_falls_on_a_fixed_split() -> None:
     torch.manual_seed(0)
-    m = _model(base_channels=8)
+    m = _model(base_channels=8, mismatch_weight=0.0)
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
     real = torch.rand(6, 1, 8, 8) * 2 - 1
     fake = m.sample(labels)
@@ -73,6 +73,19 @@ def test_discriminator_loss_falls_on_a_fixed_split() -> None:
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_mismatch_term_is_the_hinge_on_real_images_with_the_other_label() -> None:
+    # two classes: the wrong label is 1 - y, so the extra term is known in closed form
+    torch.manual_seed(0)
+    m = _model(num_classes=2, mismatch_weight=0.7).eval()  # eval: batch norm with fixed statistics
+    real, fake, y = torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 1, 0])
+    with torch.no_grad():
+        with_term = m.discriminator_loss(real, y, fake)
+        m.mismatch_weight = 0.0
+        without = m.discriminator_loss(real, y, fake)
+        expected = 0.7 * torch.relu(1 + m.discriminate(real, 1 - y)).mean()
+    torch.testing.assert_close(with_term - without, expected)
 
 
 def test_losses_route_gradients_to_the_right_player() -> None:

@@ -430,10 +430,14 @@ class _TensorSet(Dataset):
 # ------------------------------------------------------------------ GANs
 
 
-def fit_gan(model: nn.Module, data: Dataset, config: LoopConfig, d_steps: int = 1) -> History:
+def fit_gan(
+    model: nn.Module, data: Dataset, config: LoopConfig, d_steps: int = 1, label_index: int | None = None
+) -> History:
     """Alternate ``d_steps`` discriminator steps and one generator step of a
     :class:`~voiceconv.models.gan.GAN` (anything with ``generator_loss(batch)``,
-    ``discriminator_loss(batch)`` and ``generator/discriminator_parameters()``).
+    ``discriminator_loss(batch)`` and ``generator/discriminator_parameters()``), or, with
+    ``label_index``, of a class-conditional one (``discriminator_loss(batch, labels)``,
+    ``generator_loss(labels)``; generator steps use the last real batch's labels).
     Real images are fed in [-1, 1]. History: ``d_loss``, ``g_loss``."""
     model.to(config.device).train()
     g_opt = _adam(model.generator_parameters(), config.lr, config.betas)
@@ -443,10 +447,12 @@ def fit_gan(model: nn.Module, data: Dataset, config: LoopConfig, d_steps: int = 
         batches = random_batches(data, config.batch_size, config.seed, None, config.device)
         for step in _progress(config, "gan"):
             for _ in range(d_steps):
-                real = to_signed(next(batches)[0])
-                d_loss = model.discriminator_loss(real)
+                batch = next(batches)
+                real = to_signed(batch[0])
+                cond = () if label_index is None else (_labels(batch, label_index),)
+                d_loss = model.discriminator_loss(real, *cond)
                 _step(d_opt, d_loss)
-            g_loss = model.generator_loss(real)
+            g_loss = model.generator_loss(*cond) if cond else model.generator_loss(real)
             _step(g_opt, g_loss)
             rec.add(step, d_loss=d_loss, g_loss=g_loss)
     model.eval()
@@ -456,25 +462,9 @@ def fit_gan(model: nn.Module, data: Dataset, config: LoopConfig, d_steps: int = 
 def fit_cgan(
     model: nn.Module, data: Dataset, config: LoopConfig, label_index: int = -1, d_steps: int = 1
 ) -> History:
-    """Train a :class:`~voiceconv.models.cgan.ConditionalGAN` on labelled images
-    (generator steps use the real batch's labels). History: ``d_loss``, ``g_loss``."""
-    model.to(config.device).train()
-    g_opt = _adam(model.generator_parameters(), config.lr, config.betas)
-    d_opt = _d_opt(model.discriminator_parameters(), config)
-    rec = _Recorder(config.log_every)
-    with _seeded(config):
-        batches = random_batches(data, config.batch_size, config.seed, None, config.device)
-        for step in _progress(config, "cgan"):
-            for _ in range(d_steps):
-                batch = next(batches)
-                real, labels = to_signed(batch[0]), _labels(batch, label_index)
-                d_loss = model.discriminator_loss(real, labels)
-                _step(d_opt, d_loss)
-            g_loss = model.generator_loss(labels)
-            _step(g_opt, g_loss)
-            rec.add(step, d_loss=d_loss, g_loss=g_loss)
-    model.eval()
-    return rec.result()
+    """:func:`fit_gan` for a :class:`~voiceconv.models.cgan.ConditionalGAN` on labelled
+    images. History: ``d_loss``, ``g_loss``."""
+    return fit_gan(model, data, config, d_steps=d_steps, label_index=label_index)
 
 
 def progressive_schedule(step: int, steps: int, resolutions: Sequence[int]) -> tuple[int, float]:
