@@ -152,7 +152,7 @@ def test_two_class_gan_draws_the_asked_class_with_diversity() -> None:
         x[i, 0, rows[i] : rows[i] + 3, cols[i] : cols[i] + 3] = 1
     torch.manual_seed(0)
     m = ConditionalGAN(2, latent_dim=8, channels=1, image_size=8, base_channels=16)
-    fit_cgan(m, TensorImages(x, labels), LoopConfig(steps=300, batch_size=32, lr=1e-3, log_every=50))
+    fit_cgan(m, TensorImages(x, labels), LoopConfig(steps=500, batch_size=32, lr=2e-3, log_every=50))
     torch.manual_seed(1)
     asked = torch.arange(200) % 2
     out = (m.sample(asked) + 1) / 2
