@@ -43,8 +43,8 @@ def _compose(overrides: list[str]):
         return compose("config", overrides=overrides)
 
 
-@pytest.mark.parametrize("data", ["shapes", "folder", "mnist"])
-@pytest.mark.parametrize("size", ["debug", "small", "full"])
+@pytest.mark.parametrize(("size", "data"), [("debug", "shapes"), ("small", "shapes"), ("full", "shapes"),
+                                            ("small", "folder"), ("small", "mnist")])
 @pytest.mark.parametrize("experiment", NAMES)
 def test_every_config_composes_and_resolves(experiment: str, size: str, data: str, tmp_path) -> None:
     cfg = _compose([f"experiment={experiment}", f"size={size}", f"data={data}", f"data.root={tmp_path}",
