@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+from voiceconv.errors import ConfigError, CorpusError
 from voiceconv.images.data import (
     MNIST,
     PALETTE,
@@ -32,7 +33,6 @@ from voiceconv.images.data import (
     outlier_split,
     read_idx,
 )
-from voiceconv.errors import ConfigError, CorpusError
 
 # ------------------------------------------------------------------ shapes
 

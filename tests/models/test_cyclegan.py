@@ -201,8 +201,8 @@ def test_cyclegan_learns_a_colour_inversion() -> None:
     # other images' inversions 1 - x (dark blocks on white). The only map between the two
     # distributions is the inversion (the block share rules out swapping the pattern);
     # after training, G_ab(a) must be close to 1 - a on new images.
-    from voiceconv.images.loops import LoopConfig, fit_cyclegan, to_signed, to_unit
     from voiceconv.images.experiments.translation import TensorPairs
+    from voiceconv.images.loops import LoopConfig, fit_cyclegan, to_signed, to_unit
 
     torch.manual_seed(0)
 

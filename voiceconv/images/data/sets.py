@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from voiceconv.errors import ConfigError
 from voiceconv.images.data.shapes import (
     SHAPES,
     STYLES,
@@ -35,7 +36,6 @@ from voiceconv.images.data.shapes import (
     ShapesDataset,
     ShapesSpec,
 )
-from voiceconv.errors import ConfigError
 
 NUISANCES: tuple[str, ...] = ("colour", "position")
 

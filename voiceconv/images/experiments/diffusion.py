@@ -36,7 +36,7 @@ def exp_diffusion(cfg: DictConfig, out: Path) -> dict[str, Any]:
     """Train the judge, the DCGAN and the DDPM; compare their samples."""
     ec = cfg.diffusion
     sets = data_of(cfg)
-    seed, dev, ch = int(cfg.seed), str(cfg.device), sets.image_shape[0]
+    seed, ch = int(cfg.seed), sets.image_shape[0]
     n_eval, n_show = int(cfg.size.n_eval), int(cfg.size.n_show)
     n_classes = sets.num_classes if sets.num_classes > 1 and bool(ec.conditional) else 0
     judge = train_judge(cfg, sets, out)

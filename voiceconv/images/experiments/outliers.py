@@ -90,7 +90,7 @@ def exp_outliers(cfg: DictConfig, out: Path) -> dict[str, Any]:
         torch.manual_seed(seed + 1)
         scores: dict[str, dict[str, np.ndarray]] = {}
         for group, x in (("in", t_in.images), ("held_out", t_out.images), ("noise", noise)):
-            ne = batched(lambda b: vae.outlier_score(b, n_samples=k), x, device=dev).numpy()
+            ne = batched(lambda b, m=vae: m.outlier_score(b, n_samples=k), x, device=dev).numpy()
             bn = batched(bg.nll, x, device=dev).numpy()
             scores[group] = {"neg_elbo": ne, "likelihood_ratio": likelihood_ratio(ne, bn)}
         res: dict[str, Any] = {"n_in": len(t_in), "n_held_out": len(t_out)}
