@@ -272,3 +272,22 @@ def test_fit_vae_learns_a_two_image_set() -> None:
     err = float((rec - imgs).abs().mean())
     mean_err = float((imgs.mean(0, keepdim=True) - imgs).abs().mean())
     assert err < 0.2 * mean_err
+
+
+def test_old_paths_import_and_old_checkpoints_load(tmp_path) -> None:
+    # the image side moved to voiceconv.images; the old module paths are aliases, so old
+    # imports work and a model saved under its old class path is rebuilt
+    import voiceconv.data.images.shapes as old_shapes
+    import voiceconv.images.data.shapes as new_shapes
+    from voiceconv.data.images import ShapesDataset as OldShapes
+    from voiceconv.evaluation.image_metrics import auroc  # noqa: F401
+    from voiceconv.models.base import model_payload
+
+    assert old_shapes is new_shapes and OldShapes is ShapesDataset
+    clf = SmallClassifier(1, 3, width=4).eval()
+    payload = model_payload(clf)
+    payload["class"] = "voiceconv.training.image_loops.SmallClassifier"
+    torch.save(payload, tmp_path / "old.pt")
+    loaded = load_model(tmp_path / "old.pt").eval()
+    x = torch.rand(2, 1, 8, 8)
+    assert torch.equal(loaded(x), clf(x))
