@@ -28,6 +28,14 @@ def test_sample_shapes_and_label_dependence() -> None:
     m.eval()
     z = torch.randn(1, 4).repeat(3, 1)
     y = m.generate(z, torch.tensor([0, 1, 2]))
+    # conditional batch norm starts as plain batch norm (gamma 1, beta 0 for every class,
+    # de Vries et al.), so at first the label changes nothing ...
+    assert torch.allclose(y[0], y[1]) and torch.allclose(y[1], y[2])
+    with torch.no_grad():  # ... and once the per-class scales and shifts differ, it does
+        for norm in m.generator.norms:
+            norm.gamma.weight.normal_(1.0, 0.5)
+            norm.beta.weight.normal_(0.0, 0.5)
+    y = m.generate(z, torch.tensor([0, 1, 2]))
     assert not torch.allclose(y[0], y[1]) and not torch.allclose(y[1], y[2])
     assert m.discriminate(x, labels).shape == (4,)
 
@@ -52,19 +60,32 @@ def test_projection_is_the_only_label_path_in_the_discriminator() -> None:
 
 def test_discriminator_loss_falls_on_a_fixed_split() -> None:
     torch.manual_seed(0)
-    m = _model(base_channels=8)
+    m = _model(base_channels=8, mismatch_weight=0.0)
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
     real = torch.rand(6, 1, 8, 8) * 2 - 1
     fake = m.sample(labels)
     opt = torch.optim.Adam(m.discriminator_parameters(), 2e-3, betas=(0.0, 0.9))
     losses = []
-    for _ in range(25):
+    for _ in range(40):
         loss = m.discriminator_loss(real, labels, fake)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_mismatch_term_is_the_hinge_on_real_images_with_the_other_label() -> None:
+    # two classes: the wrong label is 1 - y, so the extra term is known in closed form
+    torch.manual_seed(0)
+    m = _model(num_classes=2, mismatch_weight=0.7).eval()  # eval: batch norm with fixed statistics
+    real, fake, y = torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 1, 0])
+    with torch.no_grad():
+        with_term = m.discriminator_loss(real, y, fake)
+        m.mismatch_weight = 0.0
+        without = m.discriminator_loss(real, y, fake)
+        expected = 0.7 * torch.relu(1 + m.discriminate(real, 1 - y)).mean()
+    torch.testing.assert_close(with_term - without, expected)
 
 
 def test_losses_route_gradients_to_the_right_player() -> None:
@@ -101,3 +122,43 @@ def test_save_load_round_trip(tmp_path) -> None:
     assert torch.equal(m.generate(z, y), loaded.generate(z, y))
     x = torch.randn(3, 1, 8, 8)
     assert torch.equal(m.discriminate(x, y), loaded.discriminate(x, y))
+
+
+def test_old_checkpoints_rebuild_the_old_architecture() -> None:
+    # hparams saved before g_norm / d_norm existed describe the label-at-the-input
+    # generator and the spectral-norm discriminator without batch norm
+    old = {"num_classes": 3, "latent_dim": 4, "channels": 1, "image_size": 8, "base_channels": 4,
+           "embed_dim": 3, "gan_mode": "hinge", "spectral_norm": True}
+    m = ConditionalGAN(**ConditionalGAN.upgrade_hparams(old))
+    assert m.label_embedding is not None and not m.conditional_norm
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in m.d_net.modules())
+
+
+@pytest.mark.slow
+def test_two_class_gan_draws_the_asked_class_with_diversity() -> None:
+    # class 0: a bright 3x3 square somewhere in the left half of an 8x8 image, class 1:
+    # in the right half. A conditional GAN must put its square on the asked side and
+    # keep the position varying within each class.
+    from voiceconv.images.data.sources import TensorImages
+    from voiceconv.images.loops import LoopConfig, fit_cgan
+
+    g = torch.Generator().manual_seed(0)
+    n = 512
+    labels = torch.arange(n) % 2
+    x = torch.zeros(n, 1, 8, 8)
+    rows = torch.randint(0, 6, (n,), generator=g)
+    cols = torch.where(labels == 1, torch.randint(4, 6, (n,), generator=g), torch.randint(0, 2, (n,), generator=g))
+    for i in range(n):
+        x[i, 0, rows[i] : rows[i] + 3, cols[i] : cols[i] + 3] = 1
+    torch.manual_seed(0)
+    m = ConditionalGAN(2, latent_dim=8, channels=1, image_size=8, base_channels=16)
+    fit_cgan(m, TensorImages(x, labels), LoopConfig(steps=500, batch_size=32, lr=2e-3, log_every=50))
+    torch.manual_seed(1)
+    asked = torch.arange(200) % 2
+    out = (m.sample(asked) + 1) / 2
+    left, right = out[:, 0, :, :4].sum((1, 2)), out[:, 0, :, 4:].sum((1, 2))
+    on_asked_side = torch.where(asked == 0, left > right, right > left)
+    assert float(on_asked_side.float().mean()) > 0.9
+    real_std = float(x.std(0).mean())
+    for k in (0, 1):
+        assert float(out[asked == k].std(0).mean()) > 0.3 * real_std

@@ -2,9 +2,11 @@
 
 Image users import from here::
 
-    from voiceconv.models import VAE, BetaVAE, DBVAE, GAN, ConditionalGAN, Pix2Pix, CycleGAN
+    from voiceconv.models import VAE, BetaVAE, DBVAE, GAN, ConditionalGAN, Pix2Pix, CycleGAN, DDPM
 
-The voice-conversion models built from these pieces live in :mod:`voiceconv.models.vc`.
+The voice-conversion models built from these pieces live in :mod:`voiceconv.models.vc`;
+the image side's data, loops, metrics and experiments in :mod:`voiceconv.images`
+(which imports this package, never the other way round).
 Every model saves and loads itself with :func:`save_model` / :func:`load_model`.
 """
 
@@ -24,6 +26,7 @@ from voiceconv.models.blocks import (
 from voiceconv.models.cgan import ConditionalGAN
 from voiceconv.models.cyclegan import CycleGAN, GeneratorOutput, ResnetGenerator
 from voiceconv.models.dbvae import DBVAE, DBVAEOutput
+from voiceconv.models.diffusion import DDPM, UNet
 from voiceconv.models.encoders import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from voiceconv.models.gan import GAN, DCGANDiscriminator, DCGANGenerator, define_D, define_G
 from voiceconv.models.image_pool import ImagePool
@@ -36,13 +39,14 @@ from voiceconv.models.latent_tools import (
 )
 from voiceconv.models.losses import GANLoss, gradient_penalty
 from voiceconv.models.pix2pix import Pix2Pix, UNetGenerator
+from voiceconv.models.pixelcnn import LocalPixelCNN
 from voiceconv.models.progressive import ProgressiveGAN
 from voiceconv.models.vae import VAE, BetaVAE, ConditionalVAE, VAEOutput
 
 DCGAN = GAN  # the DCGAN generator/discriminator pair with a selectable loss
 
 __all__ = [
-    "DBVAE", "DCGAN", "GAN", "VAE", "Autoencoder", "BetaVAE", "ConditionalGAN", "ConditionalVAE",
+    "DBVAE", "DCGAN", "DDPM", "GAN", "LocalPixelCNN", "UNet", "VAE", "Autoencoder", "BetaVAE", "ConditionalGAN", "ConditionalVAE",
     "ConvDecoder", "ConvEncoder", "ConvNormAct", "CycleGAN", "DBVAEOutput", "DCGANDiscriminator",
     "DCGANGenerator", "GANLoss", "GatedConv", "GatedUpsample", "GeneratorOutput", "ImagePool",
     "MLPDecoder", "MLPEncoder", "PatchDiscriminator", "Pix2Pix", "PixelShuffle1d", "PixelUnshuffle1d",

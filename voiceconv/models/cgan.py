@@ -1,8 +1,10 @@
-"""Class-conditional GAN: label-embedding generator and projection discriminator."""
+"""Class-conditional GAN: a generator with class-conditional batch norm and a
+projection discriminator."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -11,22 +13,82 @@ from torch.nn import Parameter
 from voiceconv.errors import ConfigError
 from voiceconv.models.base import SavableModule
 from voiceconv.models.blocks import maybe_spectral_norm
-from voiceconv.models.gan import DCGANDiscriminator, DCGANGenerator
+from voiceconv.models.gan import DCGANDiscriminator, DCGANGenerator, _n_ups
+from voiceconv.models.init import init_weights
 from voiceconv.models.losses import GANLoss
+
+G_NORMS = ("conditional_batch", "batch")
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """Batch norm whose scale and shift are looked up per class (de Vries et al. 2017;
+    Miyato & Koyama 2018): ``gamma[y] * BN(x) + beta[y]``, gamma starting at 1, beta at 0."""
+
+    def __init__(self, channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gamma = nn.Embedding(num_classes, channels)
+        self.beta = nn.Embedding(num_classes, channels)
+        nn.init.ones_(self.gamma.weight)
+        nn.init.zeros_(self.beta.weight)
+
+    def forward(self, x: Tensor, labels: Tensor) -> Tensor:
+        return self.gamma(labels)[:, :, None, None] * self.bn(x) + self.beta(labels)[:, :, None, None]
+
+
+class ConditionalDCGANGenerator(nn.Module):
+    """The DCGAN generator (same layers and widths as
+    :class:`~voiceconv.models.gan.DCGANGenerator`) with every batch norm made
+    class-conditional, so the label acts at every resolution, not only at the input."""
+
+    def __init__(self, latent_dim: int, num_classes: int, out_channels: int, image_size: int,
+                 base_channels: int) -> None:
+        super().__init__()
+        n = _n_ups(image_size)
+        ch = base_channels * 2 ** (n - 1)
+        self.convs = nn.ModuleList([nn.ConvTranspose2d(latent_dim, ch, 4, 1, 0, bias=False)])
+        self.norms = nn.ModuleList([ConditionalBatchNorm2d(ch, num_classes)])
+        for _ in range(n - 1):
+            self.convs.append(nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False))
+            self.norms.append(ConditionalBatchNorm2d(ch // 2, num_classes))
+            ch //= 2
+        self.out = nn.ConvTranspose2d(ch, out_channels, 4, 2, 1, bias=False)
+        for m in (*self.convs, self.out):
+            init_weights(m)
+
+    def forward(self, z: Tensor, labels: Tensor) -> Tensor:
+        h = z[:, :, None, None] if z.dim() == 2 else z
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            h = torch.relu(norm(conv(h), labels))
+        return torch.tanh(self.out(h))
 
 
 class ConditionalGAN(SavableModule):
     """Class-conditional GAN over images (Mirza & Osindero 2014; Miyato & Koyama 2018).
 
-    Generator: a learned label embedding (``embed_dim``) is concatenated to ``z`` and fed to
-    a :class:`~voiceconv.models.gan.DCGANGenerator`.
+    Generator: with ``g_norm="conditional_batch"`` (default) the DCGAN generator takes
+    ``z`` alone and every batch norm a per-class scale and shift (conditional batch
+    norm, as in Miyato & Koyama's generator). ``g_norm="batch"`` is the plain
+    :class:`~voiceconv.models.gan.DCGANGenerator` fed ``z`` concatenated with a learned
+    label embedding (``embed_dim``), the label entering only at the input: the pre-2026-12
+    model, which collapsed (in a batch of mixed classes the embedding dominates the
+    first batch norm's statistics, and ``z`` is all but normalised away).
 
     Discriminator: the *projection* discriminator of Miyato & Koyama, not label maps
     concatenated as input channels: with ``phi(x)`` the DCGAN trunk features after
     LeakyReLU, summed over space (``h``, shape ``(B, C)``),
     ``D(x, y) = psi(h) + <V[y], h>`` where ``psi`` is linear and ``V`` a class embedding.
-    As in that paper the discriminator uses spectral normalisation (``spectral_norm=True``,
-    also on ``psi`` and ``V``) and no batch norm, and the default loss is hinge.
+    ``d_norm`` is the trunk's normalisation (default ``"batch"``, DCGAN's);
+    ``spectral_norm`` wraps every D weight (default off). Deviation: Miyato & Koyama use
+    spectral norm without batch norm in D and ResNet nets; at the small widths of CPU
+    runs that D let the generator collapse within each class, while DCGAN's batch-norm
+    D did not (``recipes/images/README.md``). The default loss is hinge.
+
+    ``mismatch_weight`` (default 1, not in Miyato & Koyama): the discriminator also learns
+    to reject real images paired with a wrong label (Reed et al. 2016's matching-aware
+    discriminator). Without it the discriminator told real from fake without using the
+    label at all (its label term stayed near zero) and the generator never learned the
+    class. ``init_projection`` draws ``V`` from N(0, 0.02) instead of PyTorch's N(0, 1).
     """
 
     def __init__(
@@ -38,25 +100,53 @@ class ConditionalGAN(SavableModule):
         base_channels: int = 64,
         embed_dim: int = 32,
         gan_mode: str = "hinge",
-        spectral_norm: bool = True,
+        spectral_norm: bool = False,
+        g_norm: str = "conditional_batch",
+        d_norm: str = "batch",
+        d_base_channels: int | None = None,
+        init_projection: bool = True,
+        mismatch_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hparams(num_classes=num_classes, latent_dim=latent_dim, channels=channels,
                           image_size=image_size, base_channels=base_channels, embed_dim=embed_dim,
-                          gan_mode=gan_mode, spectral_norm=spectral_norm)
+                          gan_mode=gan_mode, spectral_norm=spectral_norm, g_norm=g_norm,
+                          d_norm=d_norm, d_base_channels=d_base_channels, init_projection=init_projection,
+                          mismatch_weight=mismatch_weight)
         if num_classes < 1:
             raise ConfigError(f"ConditionalGAN needs num_classes >= 1, got {num_classes}")
+        if g_norm not in G_NORMS:
+            raise ConfigError(f"ConditionalGAN: g_norm must be one of {G_NORMS}, got {g_norm!r}")
         self.num_classes = num_classes
         self.latent_dim = latent_dim
-        self.label_embedding = nn.Embedding(num_classes, embed_dim)
-        self.generator = DCGANGenerator(latent_dim + embed_dim, channels, image_size, base_channels)
-        self.d_net = DCGANDiscriminator(channels, image_size, base_channels, "none", spectral_norm,
-                                        head=False)
+        self.mismatch_weight = float(mismatch_weight)
+        self.generator: nn.Module
+        self.conditional_norm = g_norm == "conditional_batch"
+        self.label_embedding = None if self.conditional_norm else nn.Embedding(num_classes, embed_dim)
+        if self.conditional_norm:
+            self.generator = ConditionalDCGANGenerator(latent_dim, num_classes, channels, image_size,
+                                                       base_channels)
+        else:
+            self.generator = DCGANGenerator(latent_dim + embed_dim, channels, image_size, base_channels)
+        self.d_net = DCGANDiscriminator(channels, image_size, d_base_channels or base_channels, d_norm,
+                                        spectral_norm, head=False)
         feat = self.d_net.feature_channels
         self.d_act = nn.LeakyReLU(0.2)
-        self.d_linear = maybe_spectral_norm(nn.Linear(feat, 1), spectral_norm)
-        self.d_projection = maybe_spectral_norm(nn.Embedding(num_classes, feat), spectral_norm)
+        projection = nn.Embedding(num_classes, feat)
+        if init_projection:  # N(0, 0.02) like every other D weight; PyTorch's N(0, 1) gave
+            nn.init.normal_(projection.weight, 0.0, 0.02)  # logits of +-60 at the start
+        self.d_linear = init_weights(maybe_spectral_norm(nn.Linear(feat, 1), spectral_norm))
+        self.d_projection = maybe_spectral_norm(projection, spectral_norm)
         self.gan_loss = GANLoss(gan_mode)
+
+    @classmethod
+    def upgrade_hparams(cls, hparams: dict[str, Any]) -> dict[str, Any]:
+        """Models saved before ``g_norm``/``d_norm`` existed: plain-BN generator, no D norm,
+        spectral norm on (the then defaults)."""
+        if "g_norm" not in hparams:
+            hparams = {"spectral_norm": True, **hparams, "g_norm": "batch", "d_norm": "none",
+                       "init_projection": False, "mismatch_weight": 0.0}
+        return hparams
 
     def _check_labels(self, labels: Tensor) -> Tensor:
         labels = labels.long()
@@ -69,6 +159,8 @@ class ConditionalGAN(SavableModule):
     def generate(self, z: Tensor, labels: Tensor) -> Tensor:
         """``G(z, y)`` with gradients: ``z`` is ``(B, latent_dim)``, ``labels`` ``(B,)``."""
         labels = self._check_labels(labels)
+        if self.label_embedding is None:
+            return self.generator(z, labels)
         return self.generator(torch.cat([z, self.label_embedding(labels)], dim=1))
 
     def discriminate(self, x: Tensor, labels: Tensor) -> Tensor:
@@ -99,12 +191,17 @@ class ConditionalGAN(SavableModule):
             with torch.no_grad():
                 z = torch.randn(labels.shape[0], self.latent_dim, device=labels.device)
                 fake = self.generate(z, labels)
-        return self.gan_loss.discriminator_loss(self.discriminate(real, labels),
+        loss = self.gan_loss.discriminator_loss(self.discriminate(real, labels),
                                                 self.discriminate(fake.detach(), labels))
+        if self.mismatch_weight > 0 and self.num_classes > 1:
+            wrong = (labels + torch.randint_like(labels, 1, self.num_classes)) % self.num_classes
+            loss = loss + self.mismatch_weight * self.gan_loss.loss(self.discriminate(real, wrong), False)
+        return loss
 
     def generator_parameters(self) -> Iterator[Parameter]:
-        """Generator and its label embedding."""
-        yield from self.label_embedding.parameters()
+        """Generator (and its label embedding, without conditional batch norm)."""
+        if self.label_embedding is not None:
+            yield from self.label_embedding.parameters()
         yield from self.generator.parameters()
 
     def discriminator_parameters(self) -> Iterator[Parameter]:
@@ -113,4 +210,4 @@ class ConditionalGAN(SavableModule):
             yield from m.parameters()
 
 
-__all__ = ["ConditionalGAN"]
+__all__ = ["ConditionalBatchNorm2d", "ConditionalDCGANGenerator", "ConditionalGAN"]

@@ -1,41 +1,8 @@
-"""Image data without downloads: procedural shapes with known factors, task sets
-built from them (unpaired/paired translation, biased classification, outliers),
-and readers for real local folders (class folders, MNIST idx, CelebA)."""
+"""Old home of the image sets; they live in :mod:`voiceconv.images.data` now.
 
-from voiceconv.data.images.folders import MNIST, CelebA, ImageFolder, load_image, read_idx
-from voiceconv.data.images.sets import (
-    BiasedShapes,
-    DomainPair,
-    OutlierSplit,
-    PairedShapes,
-    UnpairedShapes,
-    outlier_split,
-)
-from voiceconv.data.images.shapes import (
-    FACTOR_NAMES,
-    PALETTE,
-    SHAPES,
-    NoiseImages,
-    ShapesDataset,
-    ShapesSpec,
-)
+Kept so that ``from voiceconv.data.images import ShapesDataset`` and the submodules
+``voiceconv.data.images.shapes|sets|folders`` keep working (aliases of the new ones).
+"""
 
-__all__ = [
-    "FACTOR_NAMES",
-    "MNIST",
-    "PALETTE",
-    "SHAPES",
-    "BiasedShapes",
-    "CelebA",
-    "DomainPair",
-    "ImageFolder",
-    "NoiseImages",
-    "OutlierSplit",
-    "PairedShapes",
-    "ShapesDataset",
-    "ShapesSpec",
-    "UnpairedShapes",
-    "load_image",
-    "outlier_split",
-    "read_idx",
-]
+from voiceconv.images.data import *  # noqa: F403
+from voiceconv.images.data import __all__  # noqa: F401

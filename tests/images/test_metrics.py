@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scipy.linalg import sqrtm
 
 from voiceconv.errors import ConfigError
-from voiceconv.evaluation.image_metrics import (
+from voiceconv.images.metrics import (
     accuracy,
     auroc,
     discretize,
@@ -196,3 +196,18 @@ def test_accuracy_helpers() -> None:
     assert per_class_accuracy(logits, labels) == {0: 1.0, 1: pytest.approx(2 / 3)}
     g = group_accuracy(logits, labels, np.array([False, False, True, True]))
     assert g["True"] == 0.5 and g["False"] == 1.0 and g["overall"] == 0.75 and g["worst"] == 0.5
+
+
+def test_foreground_iou_known_values() -> None:
+    from voiceconv.images.metrics import foreground_iou
+
+    truth = np.zeros((2, 3, 4, 4))
+    truth[0, 1, :2, :2] = 0.9  # 4 lit pixels (green channel)
+    truth[1, 0, 0, 0] = 1.0  # 1 lit pixel
+    pred = np.zeros_like(truth)
+    pred[0, 2, :2, :3] = 0.8  # 6 lit pixels, 4 of them shared: IoU 4/6
+    # image 1: nothing predicted: IoU 0
+    assert foreground_iou(pred, truth) == pytest.approx((4 / 6 + 0.0) / 2)
+    assert foreground_iou(truth, truth) == 1.0
+    assert foreground_iou(np.zeros_like(truth), np.zeros_like(truth)) == 1.0  # both empty
+    assert foreground_iou(pred * 0.5, truth) == 0.0  # 0.4 is below the 0.5 threshold

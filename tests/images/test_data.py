@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from voiceconv.data.images import (
+from voiceconv.errors import ConfigError, CorpusError
+from voiceconv.images.data import (
     MNIST,
     PALETTE,
     SHAPES,
@@ -32,7 +33,6 @@ from voiceconv.data.images import (
     outlier_split,
     read_idx,
 )
-from voiceconv.errors import ConfigError, CorpusError
 
 # ------------------------------------------------------------------ shapes
 

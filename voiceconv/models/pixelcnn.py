@@ -1,0 +1,70 @@
+"""A local autoregressive pixel model: the "background" model of likelihood-ratio
+outlier scores (Ren et al. 2019; Schirrmeister et al. 2020; Serra et al. 2020 use a
+generic compressor for the same purpose)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from voiceconv.errors import ConfigError
+from voiceconv.models.base import SavableModule
+
+
+class MaskedConv2d(nn.Conv2d):
+    """Convolution that sees only pixels before the centre in raster order (PixelCNN's
+    mask "A": the centre pixel itself, all its channels, is hidden)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        mask = torch.zeros_like(self.weight)
+        c = kernel_size // 2
+        mask[:, :, :c, :] = 1
+        mask[:, :, c, :c] = 1
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+
+
+class LocalPixelCNN(SavableModule):
+    """``p(x) = prod_ij p(x_ij | the pixels above and to the left within kernel_size // 2)``
+    with a Bernoulli likelihood per channel (the VAEs' ``bernoulli`` likelihood, so
+    negative log-likelihoods in nats are comparable).
+
+    One masked convolution (type A) followed by 1x1 layers: its receptive field is a
+    few pixels, so it learns edge and texture statistics but not whole objects, which
+    is what a background model of a likelihood ratio should capture. Deviation from
+    van den Oord et al.'s PixelCNN: no stack of type-B layers (that would grow the
+    receptive field) and channels of a pixel are independent given its context.
+    """
+
+    def __init__(self, channels: int = 1, kernel_size: int = 5, hidden: int = 32, layers: int = 2) -> None:
+        super().__init__()
+        self.save_hparams(channels=channels, kernel_size=kernel_size, hidden=hidden, layers=layers)
+        if kernel_size < 3 or kernel_size % 2 == 0 or hidden < 1 or layers < 1:
+            raise ConfigError("LocalPixelCNN: kernel_size must be odd and >= 3, hidden and layers >= 1")
+        mods: list[nn.Module] = [MaskedConv2d(channels, hidden, kernel_size), nn.ReLU()]
+        for _ in range(layers - 1):
+            mods += [nn.Conv2d(hidden, hidden, 1), nn.ReLU()]
+        mods.append(nn.Conv2d(hidden, channels, 1))
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits ``(B, C, H, W)`` of every pixel given its causal neighbourhood."""
+        return self.net(x)
+
+    def nll(self, x: Tensor, logits: Tensor | None = None) -> Tensor:
+        """Per-image negative log-likelihood in nats, ``(B,)`` (``x`` in [0, 1]; ``logits``
+        from :meth:`forward` when already computed)."""
+        logits = self(x) if logits is None else logits
+        return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+
+    def loss(self, x: Tensor, out: Tensor | None = None) -> dict[str, Tensor]:
+        """``{"loss", "recon"}``: mean NLL per image (the interface of the VAE loop)."""
+        nll = self.nll(x, out).mean()
+        return {"loss": nll, "recon": nll}
+
+
+__all__ = ["LocalPixelCNN", "MaskedConv2d"]
