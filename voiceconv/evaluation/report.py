@@ -234,7 +234,7 @@ def evaluate_folders(
                                                           classifiers)
             report.rows.append(row)
             if plots_dir is not None and len(report.rows) <= max_plots:
-                _plot(Path(plots_dir) / f"{stem}.png", mels, {k: f0s[k] for k in ("reference", "converted", "source") if k in f0s})
+                _plot(Path(plots_dir) / f"{stem}.png", mels, f0s)
         except VoiceconvError as err:
             report.problems.append(str(err))
     return report
