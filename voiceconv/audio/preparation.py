@@ -69,6 +69,12 @@ class Preparation:
         return cls(**dict(d))
 
     @classmethod
+    def from_data_config(cls, data: Mapping[str, Any]) -> Preparation:
+        """The preparation a ``data`` config section asks for (``trim_top_db``, ``normalize``;
+        a missing key means none), as training runs and older checkpoints write it."""
+        return cls(trim_top_db=data.get("trim_top_db"), normalize=data.get("normalize"))
+
+    @classmethod
     def raw(cls) -> Preparation:
         """No trimming, no level change (checkpoints that stored no preparation)."""
         return cls(trim_top_db=None, normalize=None)

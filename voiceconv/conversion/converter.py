@@ -653,7 +653,7 @@ def _checkpoint_preparation(ckpt: Mapping[str, Any], path: Path) -> Preparation:
             return Preparation.from_dict(dict(stored))
         data = dict((ckpt.get("config") or {}).get("data") or {})
         if "trim_top_db" in data or "normalize" in data:
-            return Preparation(trim_top_db=data.get("trim_top_db"), normalize=data.get("normalize"))
+            return Preparation.from_data_config(data)
     except (ConfigError, TypeError, ValueError) as exc:
         raise CheckpointError(path, f"unusable preparation settings: {exc}") from None
     return Preparation.raw()

@@ -177,8 +177,9 @@ def apply_machine_settings(
     if len(candidates) == 1:
         (prec, n), timings, cached = candidates[0], {}, False
     else:
-        key = {"machine": machine_signature(), "busy": load_band(), "model": model.describe()["class"],
-               "hparams": model.describe()["hparams"], "batch": int(trainer_cfg.get("batch_size", 1)),
+        desc = model.describe()
+        key = {"machine": machine_signature(), "busy": load_band(), "model": desc["class"],
+               "hparams": desc["hparams"], "batch": int(trainer_cfg.get("batch_size", 1)),
                "n_mels": n_mels, "frames": crop_frames}
         rng = capture_rng_state()
         try:

@@ -39,10 +39,6 @@ def speaker_names(data: DictConfig) -> dict[str, str]:
     return names
 
 
-def data_preparation(data: DictConfig) -> Preparation:
-    """The :class:`Preparation` the ``data`` config asks for (trimming, level)."""
-    return Preparation(trim_top_db=data.get("trim_top_db"), normalize=data.get("normalize"))
-
 
 def prepare_features(
     data: DictConfig, mel_cfg: MelConfig, ctx: DistContext
@@ -61,7 +57,7 @@ def prepare_features(
             corpus = {}
             for role, folder in (("A", data.a_dir), ("B", data.b_dir)):
                 corpus.update(read_speaker_folder(str(folder), speaker=names[role]))
-            prep = data_preparation(data)
+            prep = Preparation.from_data_config(data)
             summary = preprocess(
                 corpus, cache_dir, mel_cfg, workers=int(data.workers),
                 trim_top_db=prep.trim_top_db, normalize=prep.normalize, progress=True,
@@ -152,4 +148,4 @@ def train_vc(
         cleanup(ctx)
 
 
-__all__ = ["ROLES", "data_preparation", "prepare_features", "speaker_names", "train_vc"]
+__all__ = ["ROLES", "prepare_features", "speaker_names", "train_vc"]

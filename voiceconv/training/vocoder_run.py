@@ -37,10 +37,6 @@ def split_files(dirs: list[str], holdout: int) -> tuple[list[Path], list[Path]]:
     return train, held
 
 
-def data_preparation(data: DictConfig) -> Preparation:
-    """The vocoder data's :class:`Preparation` (``data.trim_top_db``, ``data.normalize``)."""
-    return Preparation(trim_top_db=data.get("trim_top_db"), normalize=data.get("normalize"))
-
 
 def model_discriminators(model: DictConfig) -> dict[str, Any]:
     """The discriminator configs of a ``conf/vocoder/model`` entry, by name.
@@ -83,7 +79,7 @@ def train_vocoder(cfg: DictConfig) -> Any:
     out_dir = Path(str(cfg.out_dir))
     atomic_write_text(out_dir / "holdout.txt", "".join(f"{p.resolve()}\n" for p in held))
 
-    prep = data_preparation(data)
+    prep = Preparation.from_data_config(data)
     waves = []
     for path in train_files:
         try:
@@ -111,4 +107,4 @@ def train_vocoder(cfg: DictConfig) -> Any:
     return result
 
 
-__all__ = ["data_preparation", "model_discriminators", "split_files", "train_vocoder"]
+__all__ = ["model_discriminators", "split_files", "train_vocoder"]
