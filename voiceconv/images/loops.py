@@ -42,7 +42,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from voiceconv.errors import ConfigError, TrainingDiverged
-from voiceconv.models.base import SavableModule
+from voiceconv.models.base import SavableModule, frozen
 
 History = dict[str, list[float]]
 """Loss name -> running means, one per ``log_every`` steps."""
@@ -522,12 +522,9 @@ def fit_pix2pix(model: nn.Module, data: Dataset, config: LoopConfig) -> History:
         batches = random_batches(data, config.batch_size, config.seed, None, config.device)
         for step in _progress(config, "pix2pix"):
             src, tgt = (to_signed(t) for t in next(batches)[:2])
-            for p in model.discriminator_parameters():
-                p.requires_grad_(False)
-            out = model.generator_loss(src, tgt)
-            _step(g_opt, out.loss)
-            for p in model.discriminator_parameters():
-                p.requires_grad_(True)
+            with frozen(model.discriminator_parameters()):
+                out = model.generator_loss(src, tgt)
+                _step(g_opt, out.loss)
             d_loss, _ = model.discriminator_loss(src, tgt, out.fake)
             _step(d_opt, d_loss)
             rec.add(step, g_loss=out.loss, l1=out.logs["l1"], d_loss=d_loss)

@@ -10,8 +10,10 @@ that live inside ``voiceconv.``, so a checkpoint cannot name arbitrary code.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +103,18 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
         raise CheckpointError(path, exc.problem) from exc
     model.load_state_dict(payload["state_dict"])
     return model
+
+
+@contextlib.contextmanager
+def frozen(params: Iterable[nn.Parameter]) -> Iterator[None]:
+    """``requires_grad`` off for ``params`` inside the block, each restored afterwards: a
+    generator step's backward pass then fills no discriminator gradients."""
+    params = list(params)
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)

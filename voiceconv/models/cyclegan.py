@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.nn import Parameter
 
 from voiceconv.errors import ConfigError
-from voiceconv.models.base import SavableModule, build_from_description
+from voiceconv.models.base import SavableModule, build_from_description, frozen
 from voiceconv.models.blocks import ConvNormAct, NormKind, ResidualBlock
 from voiceconv.models.image_pool import ImagePool
 from voiceconv.models.losses import GANLoss
@@ -302,14 +302,9 @@ class CycleGAN(SavableModule):
         for p in self.discriminator_parameters():
             p.requires_grad_(flag)
 
-    @contextlib.contextmanager
-    def discriminators_frozen(self) -> Iterator[None]:
-        """Context manager form of ``set_discriminators_trainable(False)`` ... ``(True)``."""
-        self.set_discriminators_trainable(False)
-        try:
-            yield
-        finally:
-            self.set_discriminators_trainable(True)
+    def discriminators_frozen(self) -> contextlib.AbstractContextManager[None]:
+        """Discriminator ``requires_grad`` off inside the block, restored afterwards."""
+        return frozen(self.discriminator_parameters())
 
     # -------------------------------------------------------------- inference
     @torch.no_grad()

@@ -103,7 +103,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,7 +116,7 @@ from torch.optim.lr_scheduler import ExponentialLR
 
 from voiceconv.audio.mel import LogMel, MelConfig
 from voiceconv.errors import CheckpointError, ConfigError
-from voiceconv.models.base import SavableModule, model_payload
+from voiceconv.models.base import SavableModule, frozen, model_payload
 from voiceconv.models.losses import GAN_MODES, GANLoss
 from voiceconv.training.base import TrainerBase, TrainResult
 from voiceconv.training.checkpoint import CheckpointManager, load_checkpoint
@@ -448,17 +448,8 @@ class VocoderTrainer(TrainerBase):
         return self.mel_config
 
     # ------------------------------------------------------------- step
-    @contextlib.contextmanager
-    def _discriminators_frozen(self) -> Iterator[None]:
-        params = [p for d in self.discriminators.values() for p in d.parameters()]
-        flags = [p.requires_grad for p in params]
-        for p in params:
-            p.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for p, flag in zip(params, flags, strict=True):
-                p.requires_grad_(flag)
+    def _discriminators_frozen(self) -> contextlib.AbstractContextManager[None]:
+        return frozen(p for d in self.discriminators.values() for p in d.parameters())
 
     def _judge(self, real: Tensor, fake: Tensor) -> dict[str, tuple[list[Tensor], list[Tensor], Any, Any]]:
         """Both discriminators on ``[real; fake]`` in one batch, split back per half."""
