@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create ./.venv with voiceconv[dev,eval,app] and make sure Debian's flite and chromium are present.
+# Create ./.venv with voiceconv[dev,eval,app,onnx,live] and make sure Debian's flite and chromium are present.
 # Idempotent: a second run only reinstalls when pyproject.toml changed. A failed pip
 # install or import check stops here (exit 1, one "[bootstrap] ..." line saying what)
 # and writes no stamp, so the next run tries again. VOICECONV_VENV picks the folder,
@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VOICECONV_VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
-IMPORTS=(voiceconv torch torchaudio librosa soundfile hydra pyworld pysptk gradio gradio_client playwright)
+IMPORTS=(voiceconv torch torchaudio librosa soundfile hydra pyworld pysptk gradio gradio_client playwright onnx onnxruntime)
 START=$SECONDS
 
 say() { echo "[bootstrap] $*"; }
@@ -39,13 +39,19 @@ apt_install flite flite "speech synthesiser for the demo corpus" \
 apt_install chromium chromium "headless browser for the web app's tests" \
     || say "WARNING: could not install chromium; the web app's browser tests will fail"
 
+# PortAudio for the live mode's sounddevice (a library, so look for it rather than a command)
+if ! ldconfig -p 2>/dev/null | grep -q libportaudio; then
+    apt_install libportaudio2 /nonexistent-command "audio devices for voiceconv-stream --live" \
+        || say "WARNING: could not install libportaudio2; voiceconv-stream --live will say so"
+fi
+
 stamp="$VENV/.voiceconv-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     say "1/3 creating $VENV"
     "$PYTHON" -m venv "$VENV" || die "could not create $VENV with $PYTHON (python3-venv missing?)"
-    say "2/3 installing voiceconv[dev,eval,app]: torch 2.11 with its CUDA libraries, ~3 GB to download, 5.3 GB installed (2-6 minutes measured on a fresh 2-core machine, mostly downloading)"
+    say "2/3 installing voiceconv[dev,eval,app,onnx,live]: torch 2.11 with its CUDA libraries, ~3 GB to download, 5.3 GB installed (2-6 minutes measured on a fresh 2-core machine, mostly downloading)"
     pip_install -q --upgrade pip
-    pip_install -e ".[dev,eval,app]"
+    pip_install -e ".[dev,eval,app,onnx,live]"
     say "3/3 checking imports ($(elapsed) so far): ${IMPORTS[*]}"
     "$VENV/bin/python" - "${IMPORTS[@]}" <<'EOF' || die "import check failed; nothing was stamped (see the line above)"
 import importlib
