@@ -18,6 +18,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from voiceconv.audio.mel import MelConfig
 from voiceconv.cli.train import conf_dir, run
+from voiceconv.models.streaming import ChannelNorm
 from voiceconv.models.vc import CycleGANVC2, MaskCycleGANVC
 from voiceconv.training.checkpoint import load_checkpoint
 from voiceconv.training.vc_trainer import TrainerSettings
@@ -56,14 +57,14 @@ def _group_options(group: str) -> list[str]:
 
 def test_groups_have_the_expected_options():
     assert _group_options("model") == ["cyclegan_vc2", "cyclegan_vc2_small", "maskcyclegan_vc",
-                                       "maskcyclegan_vc_small"]
+                                       "maskcyclegan_vc_small", "maskcyclegan_vc_stream_small"]
     assert _group_options("trainer") == ["cpu_small", "debug", "default", "gpu"]
     assert _group_options("experiment") == ["cmu_arctic", "flite_demo", "gpu_paper", "vcc2018"]
     assert _group_options("data") == ["cache", "folders"]
 
 
 @pytest.mark.parametrize("name", ["maskcyclegan_vc", "maskcyclegan_vc_small", "cyclegan_vc2",
-                                  "cyclegan_vc2_small"])
+                                  "cyclegan_vc2_small", "maskcyclegan_vc_stream_small"])
 def test_model_configs_build_the_named_model(name):
     cfg = _compose([f"model={name}", "out_dir=/tmp/x", "model.n_residual=1"])
     model = instantiate(cfg.model)
@@ -74,6 +75,12 @@ def test_model_configs_build_the_named_model(name):
     # the papers' loss weights: cycle 10, identity 5 for the first 10^4 iterations
     assert (hp["lambda_cycle"], hp["lambda_identity"], hp["identity_steps"]) == (10.0, 5.0, 10000)
     assert model.identity_weight(9999) == 5.0 and model.identity_weight(10000) == 0.0
+    # only the streaming variant's generators are causal with channel norm; its discriminators
+    # are the small model's
+    streams = name.endswith("_stream_small")
+    assert (model.g_ab.lookahead, hp["generator_norm"]) == ((4, "channel") if streams else (None, None))
+    assert any(isinstance(m, ChannelNorm) for m in model.g_ab.modules()) is streams
+    assert not any(isinstance(m, ChannelNorm) for m in model.d_a.modules())
 
 
 def test_optimizers_are_the_papers_adam_with_own_rates():

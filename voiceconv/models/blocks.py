@@ -20,12 +20,13 @@ from torch import Tensor, nn
 
 from voiceconv.errors import ConfigError
 from voiceconv.models.base import SavableModule
+from voiceconv.models.streaming import ChannelNorm
 
-NormKind = Literal["instance", "batch", "none"]
+NormKind = Literal["instance", "batch", "channel", "none"]
 ActKind = Literal["relu", "leaky_relu", "tanh", "sigmoid", "none"]
 KernelSize = int | tuple[int, ...]
 
-_NORMS = ("instance", "batch", "none")
+_NORMS = ("instance", "batch", "channel", "none")
 _ACTS = ("relu", "leaky_relu", "tanh", "sigmoid", "none")
 #: how :class:`GatedUpsample` computes its gate
 GATES = ("conv", "split")
@@ -81,7 +82,9 @@ def norm_layer(kind: NormKind | str, channels: int, dim: int, affine: bool = Tru
 
     ``"instance"``: ``InstanceNorm{dim}d`` without running statistics (each example
     normalised by its own statistics, as in CycleGAN and CycleGAN-VC);
-    ``"batch"``: ``BatchNorm{dim}d``; ``"none"``: identity.
+    ``"batch"``: ``BatchNorm{dim}d``; ``"channel"``: over the channels at each position
+    (:class:`~voiceconv.models.streaming.ChannelNorm`, what a streaming net needs);
+    ``"none"``: identity.
     """
     _check_dim(dim)
     if kind == "instance":
@@ -90,6 +93,8 @@ def norm_layer(kind: NormKind | str, channels: int, dim: int, affine: bool = Tru
     if kind == "batch":
         cls = nn.BatchNorm1d if dim == 1 else nn.BatchNorm2d
         return cls(channels, affine=affine)
+    if kind == "channel":
+        return ChannelNorm(channels)
     if kind == "none":
         return nn.Identity()
     raise ConfigError(f"unknown norm kind {kind!r} (expected one of {_NORMS})")

@@ -60,6 +60,8 @@ Deviations from the paper and the reference implementation, and why:
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
 from typing import Any
 
@@ -70,6 +72,7 @@ from torch import Tensor, nn
 from voiceconv.audio.mel import MelConfig, mel_filterbank
 from voiceconv.errors import ConfigError
 from voiceconv.models.base import SavableModule
+from voiceconv.models.streaming import make_causal, shift_for_lookahead, streaming
 
 #: how the head makes the phase: ``direct`` (the paper: one angle per bin and frame) or
 #: ``integrated`` (an angle plus the running sum of a predicted advance per frame)
@@ -179,7 +182,8 @@ class VocosGenerator(SavableModule):
 
     def __init__(self, mel_config: dict[str, Any] | None = None, dim: int = 512,
                  intermediate_dim: int = 1536, num_layers: int = 8, mag_clip: float = 1e3,
-                 magnitude_prior: bool = False, phase: str = "direct") -> None:
+                 magnitude_prior: bool = False, phase: str = "direct",
+                 lookahead: int | None = None) -> None:
         super().__init__()
         cfg = MelConfig.from_dict(dict(mel_config)) if mel_config is not None else MelConfig()
         if min(int(dim), int(intermediate_dim), int(num_layers)) < 1:
@@ -191,7 +195,10 @@ class VocosGenerator(SavableModule):
             raise ConfigError(f"VocosGenerator: mag_clip must be > 0, got {mag_clip}")
         self.save_hparams(mel_config=cfg.to_dict(), dim=int(dim), intermediate_dim=int(intermediate_dim),
                           num_layers=int(num_layers), mag_clip=float(mag_clip),
-                          magnitude_prior=bool(magnitude_prior), phase=str(phase))
+                          magnitude_prior=bool(magnitude_prior), phase=str(phase),
+                          lookahead=None if lookahead is None else int(lookahead))
+        if lookahead is not None and int(lookahead) < 0:
+            raise ConfigError(f"VocosGenerator: lookahead must be >= 0, got {lookahead}")
         self._mel_config = cfg
         self.n_freq = cfg.n_fft // 2 + 1
         self.log_clip = math.log(float(mag_clip))
@@ -212,6 +219,9 @@ class VocosGenerator(SavableModule):
             self.register_buffer("prior_matrix", (spread / fb.sum(dim=1, keepdim=True).clamp_min(1e-12))
                                  .T.contiguous().float(), persistent=False)
         self.apply(self._init_weights)
+        self.lookahead = None if lookahead is None else int(lookahead)
+        if self.lookahead is not None:
+            make_causal(self)
         if self.phase_mode == "integrated":
             bins = torch.arange(self.n_freq, dtype=torch.float64)
             # each bin's phase advance per hop at its centre frequency (a phase vocoder's) ...
@@ -244,23 +254,48 @@ class VocosGenerator(SavableModule):
         lin = torch.einsum("kf,bft->bkt", self.prior_matrix, mel_amp)
         return torch.log(lin.clamp_min(1e-5))
 
-    def spectrum(self, log_mel: Tensor) -> tuple[Tensor, Tensor]:
-        """``(log_magnitude, phase)``, each ``(B, n_fft // 2 + 1, T)``: what the head predicts
-        (log-magnitude already clipped at ``log(mag_clip)``)."""
-        if log_mel.dim() != 3 or log_mel.shape[1] != self._mel_config.n_mels:
-            raise ConfigError(f"VocosGenerator: expected (B, {self._mel_config.n_mels}, T) log-mels,"
-                              f" got {tuple(log_mel.shape)}")
+    def backbone(self, log_mel: Tensor) -> Tensor:
+        """Embedding and ConvNeXt blocks: ``(B, n_mels, T) -> (B, dim, T)``. A streaming
+        generator (``lookahead`` set) runs it piece by piece inside
+        :func:`~voiceconv.models.streaming.streaming`."""
         x = self.norm(self.embed(log_mel).transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
             x = block(x)
-        out = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)
+        return x
+
+    def head_spectrum(self, features: Tensor, log_mel: Tensor,
+                      phase_start: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The head on backbone ``features`` of the frames of ``log_mel`` (same length):
+        ``(log_magnitude, phase, running)``. With ``phase="integrated"``, ``phase_start``
+        ``(B, n_freq)`` continues the phase's running sum (a stream's one piece of state;
+        it starts at 0) and ``running`` is its value after the last frame (else None)."""
+        out = self.head(self.final_norm(features.transpose(1, 2))).transpose(1, 2)
         log_mag, phase = out[:, : self.n_freq], out[:, self.n_freq : 2 * self.n_freq]
         if self.magnitude_prior:
             log_mag = log_mag + self.log_magnitude_prior(log_mel).to(log_mag.dtype)
+        running = None
         if self.phase_mode == "integrated":
-            phase = phase.float() + torch.cumsum(self._advance(log_mag.detach().float())
-                                                 + out[:, 2 * self.n_freq :].float(), dim=-1)
-        return log_mag.clamp(max=self.log_clip), phase
+            summed = torch.cumsum(self._advance(log_mag.detach().float())
+                                  + out[:, 2 * self.n_freq :].float(), dim=-1)
+            if phase_start is not None:
+                summed = summed + phase_start[..., None]
+            phase = phase.float() + summed
+            running = summed[..., -1]
+        return log_mag.clamp(max=self.log_clip), phase, running
+
+    def spectrum(self, log_mel: Tensor) -> tuple[Tensor, Tensor]:
+        """``(log_magnitude, phase)``, each ``(B, n_fft // 2 + 1, T)``: what the head predicts
+        (log-magnitude already clipped at ``log(mag_clip)``). With ``lookahead`` set, the
+        backbone is causal and read ``lookahead`` frames late (copies of the last frame past
+        the end), so frame ``t`` depends on mel frames ``<= t + lookahead`` only."""
+        if log_mel.dim() != 3 or log_mel.shape[1] != self._mel_config.n_mels:
+            raise ConfigError(f"VocosGenerator: expected (B, {self._mel_config.n_mels}, T) log-mels,"
+                              f" got {tuple(log_mel.shape)}")
+        if self.lookahead is None:
+            return self.head_spectrum(self.backbone(log_mel), log_mel)[:2]
+        shifted, t = shift_for_lookahead(log_mel, self.lookahead)
+        features = self.backbone(shifted)[..., self.lookahead : self.lookahead + t]
+        return self.head_spectrum(features, log_mel)[:2]
 
     def _advance(self, log_mag: Tensor) -> Tensor:
         """Phase advance per frame from a log-magnitude: bin centre + the phase-gradient term."""
@@ -314,5 +349,128 @@ def spectrum_phase_loss(phase: Tensor, target: Tensor, edge_frames: int = 0,
     return (ip if instantaneous else 0.0) + gd + iaf
 
 
-__all__ = ["ConvNeXtBlock", "InverseSTFT", "VocosGenerator", "anti_wrap", "front_end_window",
+
+class StreamingISTFT:
+    """:class:`InverseSTFT` on a stream of frames: the same samples, returned as soon as no
+    later frame can change them (``n_fft - hop`` samples and their window sum are carried)."""
+
+    def __init__(self, istft: InverseSTFT) -> None:
+        self.istft = istft
+        self.reset()
+
+    def reset(self) -> None:
+        keep = self.istft.n_fft - self.istft.hop
+        self._acc = torch.zeros(keep)
+        self._env = torch.zeros(keep)
+        self._skip = self.istft.n_fft // 2  # the centre padding, cut from the start
+        self.frames = 0
+
+    def _add(self, frames: Tensor) -> Tensor:
+        """Overlap-add ``(n_fft, k)`` frames onto the carry; returns the finished ``k * hop`` samples."""
+        k = frames.shape[-1]
+        hop = self.istft.hop
+        wav = self.istft._overlap_add(frames[None])[0]
+        env = self.istft._overlap_add(self.istft.window_sq[None, :, None].expand(1, -1, k))[0]
+        keep = self._acc.shape[0]
+        wav[:keep] += self._acc
+        env[:keep] += self._env
+        done = k * hop
+        self._acc, self._env = wav[done:].clone(), env[done:].clone()
+        self.frames += k
+        return self._trim(wav[:done] / env[:done].clamp_min(1e-11))
+
+    def _trim(self, out: Tensor) -> Tensor:
+        if self._skip:
+            cut = min(self._skip, out.shape[0])
+            out, self._skip = out[cut:], self._skip - cut
+        return out
+
+    def push(self, real: Tensor, imag: Tensor) -> Tensor:
+        """Samples finished by frames ``(n_freq, k)`` (maybe none)."""
+        if real.shape[-1] == 0:
+            return torch.zeros(0)
+        frames = torch.matmul(self.istft.basis, torch.cat([real, imag], dim=0).float())
+        return self._add(frames)
+
+    def flush(self) -> Tensor:
+        """The samples after the last frame's hop, up to ``frames * hop`` in all (as ``torch.istft``)."""
+        tail = self._acc / self._env.clamp_min(1e-11)
+        out = self._trim(tail[: self.istft.n_fft // 2])
+        self._acc.zero_()
+        self._env.zero_()
+        return out
+
+
+class VocosStream:
+    """A streaming :class:`VocosGenerator` (``lookahead`` set): log-mel frames in, waveform
+    out, exactly what a whole pass gives (the backbone's causal convolutions carry their
+    frames, the integrated phase its running sum, the iSTFT its overlap).
+
+    ``push(log_mel (n_mels, k)) -> samples``; ``flush()`` at the end. The output is aligned
+    with the frames: sample ``n`` belongs to frame ``n // hop`` as in the whole pass.
+    """
+
+    def __init__(self, generator: VocosGenerator) -> None:
+        if generator.lookahead is None:
+            raise ConfigError("this Vocos does not stream (no lookahead: its convolutions see the "
+                              "future); train vocoder model=vocos_stream_small")
+        self.gen = copy.deepcopy(generator).eval()
+        self._stack: contextlib.ExitStack | None = None
+        self.istft = StreamingISTFT(self.gen.istft)
+        self.reset()
+
+    def reset(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(streaming(self.gen))
+        self._drop = self.gen.lookahead
+        self._mels: list[Tensor] = []  # input frames waiting for their backbone output
+        self._phase: Tensor | None = None
+        self._last: Tensor | None = None
+        self._frames_in = 0
+        self.istft.reset()
+
+    def _synth(self, features: Tensor) -> Tensor:
+        k = features.shape[-1]
+        mels = torch.cat(self._mels, dim=-1)
+        mel, rest = mels[:, :k], mels[:, k:]
+        self._mels = [rest] if rest.shape[-1] else []
+        log_mag, phase, running = self.gen.head_spectrum(features, mel[None].float(), self._phase)
+        if running is not None:  # wrapped: the same angles, without fp32 losing them over hours
+            self._phase = torch.remainder(running, 2 * math.pi)
+        mag = torch.exp(log_mag[0].float())
+        return self.istft.push(mag * torch.cos(phase[0]), mag * torch.sin(phase[0]))
+
+    @torch.inference_mode()
+    def push(self, log_mel: Tensor) -> Tensor:
+        """Samples finished by new log-mel frames ``(n_mels, k)``."""
+        if log_mel.shape[-1] == 0:
+            return torch.zeros(0)
+        self._mels.append(log_mel)
+        self._last = log_mel[:, -1:]
+        self._frames_in += log_mel.shape[-1]
+        features = self.gen.backbone(log_mel[None].float())
+        if self._drop:
+            cut = min(self._drop, features.shape[-1])
+            features, self._drop = features[..., cut:], self._drop - cut
+        if features.shape[-1] == 0:
+            return torch.zeros(0)
+        return self._synth(features)
+
+    @torch.inference_mode()
+    def flush(self) -> Tensor:
+        """The rest: ``lookahead`` copies of the last frame through the backbone, then the iSTFT's tail."""
+        pieces = []
+        if self._last is not None and self.gen.lookahead:
+            features = self.gen.backbone(self._last.expand(-1, self.gen.lookahead)[None].float())
+            if self._drop:
+                features = features[..., self._drop :]
+            if features.shape[-1]:
+                pieces.append(self._synth(features))
+        pieces.append(self.istft.flush())
+        return torch.cat(pieces)
+
+
+__all__ = ["ConvNeXtBlock", "InverseSTFT", "StreamingISTFT", "VocosGenerator", "VocosStream", "anti_wrap", "front_end_window",
            "spectrum_phase_loss"]

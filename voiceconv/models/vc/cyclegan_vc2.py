@@ -78,6 +78,7 @@ from voiceconv.models.blocks import (
     conv_layer,
 )
 from voiceconv.models.cyclegan import CycleGAN
+from voiceconv.models.streaming import make_causal, shift_for_lookahead
 
 #: frames and mel bins must be multiples of this (two stride-2 downsamplings)
 DOWNSAMPLE_FACTOR = 4
@@ -152,11 +153,16 @@ class Generator212(SavableModule):
         n_residual: int = 6,
         norm: NormKind | str = "instance",
         upsample_gate: str = "split",
+        lookahead: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hparams(n_mels=n_mels, in_channels=in_channels, base_channels=base_channels,
                           residual_channels=residual_channels, residual_hidden=residual_hidden,
-                          n_residual=n_residual, norm=norm, upsample_gate=upsample_gate)
+                          n_residual=n_residual, norm=norm, upsample_gate=upsample_gate,
+                          lookahead=lookahead)
+        if lookahead is not None and (int(lookahead) < 0 or norm == "instance"):
+            raise ConfigError("Generator212: a streaming generator (lookahead set) needs lookahead >= 0"
+                              f" and a norm other than instance norm, got {lookahead}, {norm!r}")
         if upsample_gate not in GATES:
             raise ConfigError(f"Generator212: upsample_gate must be one of {GATES}, got {upsample_gate!r}")
         if n_mels % DOWNSAMPLE_FACTOR:
@@ -191,15 +197,17 @@ class Generator212(SavableModule):
             GatedUpsample(up1, up2, 5, upscale_factor=2, dim=2, norm=norm, gate=upsample_gate),
         )
         self.conv_out = conv_layer(up2, 1, (5, 15), dim=2)
+        self.lookahead = None if lookahead is None else int(lookahead)
+        if self.lookahead is not None:
+            make_causal(self)
 
     upgrade_hparams = classmethod(_gate_before_option)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Convert ``x`` ``(B, n_mels, T)``; ``mask`` (same shape, 1 = keep) only with 2 input channels."""
+    def prepare_input(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``(B, n_mels, T)`` (and the optional mask) -> the net's image input ``(B, C, n_mels, T)``."""
         img = _as_image(x, "Generator212")
-        b, _, h, t = img.shape
-        if h != self.n_mels:
-            raise ConfigError(f"Generator212: built for {self.n_mels} mel bins, got {h}")
+        if img.shape[2] != self.n_mels:
+            raise ConfigError(f"Generator212: built for {self.n_mels} mel bins, got {img.shape[2]}")
         if self.in_channels == 2:
             m = torch.ones_like(img) if mask is None else _as_image(mask, "Generator212 mask")
             if m.shape != img.shape:
@@ -207,14 +215,33 @@ class Generator212(SavableModule):
             img = torch.cat([img * m.to(img.dtype), m.to(img.dtype)], dim=1)
         elif mask is not None:
             raise ConfigError("Generator212: a mask needs in_channels=2 (MaskCycleGAN-VC)")
-        pad = (-t) % DOWNSAMPLE_FACTOR
-        if pad:
-            img = F.pad(img, (0, pad, 0, 0), mode="replicate")
+        return img
+
+    def body(self, img: Tensor) -> Tensor:
+        """The layers on an image input whose frame count is a multiple of 4 -> ``(B, n_mels, T)``.
+        A streaming generator (``lookahead`` set) runs it piece by piece inside
+        :func:`~voiceconv.models.streaming.streaming`."""
+        b = img.shape[0]
         h = self.down(self.conv_in(img))
         c, hq, tq = h.shape[1], h.shape[2], h.shape[3]
         h = self.to_2d(self.residual(self.to_1d(h.reshape(b, c * hq, tq))))
-        h = self.conv_out(self.up(h.reshape(b, c, hq, tq)))
-        return h[:, 0, :, :t]
+        return self.conv_out(self.up(h.reshape(b, c, hq, tq)))[:, 0]
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Convert ``x`` ``(B, n_mels, T)``; ``mask`` (same shape, 1 = keep) only with 2 input channels.
+
+        A streaming generator (``lookahead`` set) is causal: it reads ``lookahead`` copies of
+        the last frame past the end and its output ``lookahead`` frames late, so output frame
+        ``t`` depends on input frames ``<= t + lookahead`` only."""
+        img = self.prepare_input(x, mask)
+        t = img.shape[-1]
+        if self.lookahead is not None:
+            img, _ = shift_for_lookahead(img, self.lookahead, DOWNSAMPLE_FACTOR)
+            return self.body(img)[..., self.lookahead : self.lookahead + t]
+        pad = (-t) % DOWNSAMPLE_FACTOR
+        if pad:
+            img = F.pad(img, (0, pad, 0, 0), mode="replicate")
+        return self.body(img)[..., :t]
 
 
 class PatchDiscriminator2D(SavableModule):
@@ -273,6 +300,8 @@ class CycleGANVC2(CycleGAN):
         identity_steps: int | None = 10000,
         pool_size: int = 0,
         upsample_gate: str = "split",
+        lookahead: int | None = None,
+        generator_norm: str | None = None,
     ) -> None:
         widths = resolve_size(size, base_channels=base_channels,
                               residual_channels=residual_channels,
@@ -282,7 +311,7 @@ class CycleGANVC2(CycleGAN):
         def generator() -> Generator212:
             return Generator212(n_mels, self.generator_in_channels, widths.base_channels,
                                 widths.residual_channels, widths.residual_hidden,
-                                widths.n_residual, norm, upsample_gate)
+                                widths.n_residual, generator_norm or norm, upsample_gate, lookahead)
 
         def discriminator() -> PatchDiscriminator2D:
             return PatchDiscriminator2D(widths.d_base_channels, norm)
@@ -300,6 +329,7 @@ class CycleGANVC2(CycleGAN):
             n_residual=n_residual, d_base_channels=d_base_channels, norm=norm, use_d2=use_d2,
             gan_mode=gan_mode, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
             identity_steps=identity_steps, pool_size=pool_size, upsample_gate=upsample_gate,
+            lookahead=lookahead, generator_norm=generator_norm,
         )
 
     upgrade_hparams = classmethod(_gate_before_option)

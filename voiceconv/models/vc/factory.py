@@ -2,6 +2,9 @@
 
 ``build_vc_model("maskcyclegan_vc")`` is the paper-size MaskCycleGAN-VC;
 ``"..._small"`` names are the same models with every width / 4 (CPU demos, tests).
+``"maskcyclegan_vc_stream_small"`` is the small MaskCycleGAN-VC with a generator that
+streams (:data:`STREAM_GENERATOR`: causal convolutions, per-position channel norm, a
+bounded look-ahead; see :mod:`voiceconv.models.streaming`).
 Keyword overrides go to the model constructor (``n_mels=...``, ``use_d2=False``,
 ``base_channels=...``, ...).
 """
@@ -15,12 +18,17 @@ from voiceconv.models.cyclegan import CycleGAN
 from voiceconv.models.vc.cyclegan_vc2 import CycleGANVC2
 from voiceconv.models.vc.maskcyclegan_vc import MaskCycleGANVC
 
-#: name -> (class, size preset)
-VC_MODELS: dict[str, tuple[type[CycleGANVC2], str]] = {
-    "maskcyclegan_vc": (MaskCycleGANVC, "paper"),
-    "maskcyclegan_vc_small": (MaskCycleGANVC, "small"),
-    "cyclegan_vc2": (CycleGANVC2, "paper"),
-    "cyclegan_vc2_small": (CycleGANVC2, "small"),
+#: the generator settings of the streaming variants: causal, 4 frames (46 ms) of look-ahead,
+#: normalised over the channels at each position instead of over time (instance norm)
+STREAM_GENERATOR: dict[str, Any] = {"lookahead": 4, "generator_norm": "channel"}
+
+#: name -> (class, size preset, constructor defaults)
+VC_MODELS: dict[str, tuple[type[CycleGANVC2], str, dict[str, Any]]] = {
+    "maskcyclegan_vc": (MaskCycleGANVC, "paper", {}),
+    "maskcyclegan_vc_small": (MaskCycleGANVC, "small", {}),
+    "maskcyclegan_vc_stream_small": (MaskCycleGANVC, "small", STREAM_GENERATOR),
+    "cyclegan_vc2": (CycleGANVC2, "paper", {}),
+    "cyclegan_vc2_small": (CycleGANVC2, "small", {}),
 }
 
 
@@ -28,8 +36,9 @@ def build_vc_model(name: str, **overrides: Any) -> CycleGANVC2:
     """A fresh VC model: one of :data:`VC_MODELS`, with constructor ``overrides``."""
     if name not in VC_MODELS:
         raise ConfigError(f"unknown VC model {name!r} (expected one of {sorted(VC_MODELS)})")
-    cls, size = VC_MODELS[name]
-    kwargs: dict[str, Any] = {"size": size, **overrides}
+    cls, size, defaults = VC_MODELS[name]
+    kwargs: dict[str, Any] = {"size": size, **defaults,
+                              **{k: v for k, v in overrides.items() if v is not None or k not in defaults}}
     try:
         return cls(**kwargs)
     except TypeError as exc:  # an override the constructor does not take
@@ -57,4 +66,4 @@ def count_parameters(model: CycleGAN, trainable_only: bool = False) -> dict[str,
     return counts
 
 
-__all__ = ["VC_MODELS", "build_vc_model", "count_parameters"]
+__all__ = ["STREAM_GENERATOR", "VC_MODELS", "build_vc_model", "count_parameters"]

@@ -101,6 +101,8 @@ class MaskCycleGANVC(CycleGANVC2):
         upsample_gate: str = "split",
         max_mask_frames: int | None = PAPER_MAX_MASK_FRAMES,
         max_mask_fraction: float | None = None,
+        lookahead: int | None = None,
+        generator_norm: str | None = None,
     ) -> None:
         if max_mask_fraction is not None:
             if max_mask_frames not in (None, PAPER_MAX_MASK_FRAMES):
@@ -116,6 +118,7 @@ class MaskCycleGANVC(CycleGANVC2):
             n_residual=n_residual, d_base_channels=d_base_channels, norm=norm, use_d2=use_d2,
             gan_mode=gan_mode, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
             identity_steps=identity_steps, pool_size=pool_size, upsample_gate=upsample_gate,
+            lookahead=lookahead, generator_norm=generator_norm,
         )
         self.max_mask_frames = max_mask_frames
         self.max_mask_fraction = max_mask_fraction
