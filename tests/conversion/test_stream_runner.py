@@ -207,6 +207,8 @@ def test_contract_violations_and_bad_options(three: list[Path]) -> None:
         stream_files(DelayConverter(SR, 80, 200), three, None, min_seconds=-1)
     with pytest.raises(ConfigError):
         stream_files(DelayConverter(SR, 80, 200), three, None, push_samples=0)
+    with pytest.raises(ConfigError, match="not all 0"):
+        stream_files(DelayConverter(SR, 80, 200), three, None, push_samples=lambda: 0)
 
 
 def test_resident_bytes_is_plausible() -> None:

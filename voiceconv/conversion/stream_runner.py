@@ -31,7 +31,6 @@ Definitions used in the report:
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import os
 import resource
@@ -45,10 +44,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from voiceconv.audio.io import load_audio, save_audio
-from voiceconv.conversion.converter import FileResult
-from voiceconv.errors import ConfigError, FileProblem, OutputExists, VoiceconvError
-
-_log = logging.getLogger(__name__)
+from voiceconv.conversion.converter import FileResult, _failure_line
+from voiceconv.errors import ConfigError, FileProblem, OutputExists
 
 PushSizes = int | Callable[[], int] | np.random.Generator | None
 """How many samples each ``push`` gets: ``None`` (the converter's block), a fixed
@@ -277,20 +274,10 @@ def _same_file(a: Path, b: Path) -> bool:
     return False
 
 
-def _failure_line(source: Path, exc: Exception) -> str:
-    if isinstance(exc, FileProblem):
-        return str(exc)
-    if isinstance(exc, VoiceconvError):
-        return f"{source}: {exc}"
-    _log.debug("unexpected error with %s", source, exc_info=exc)
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return f"{source}: unexpected {type(exc).__name__}: {first}"
-
-
 @dataclass
 class _Input:
     source: Path
-    wav: np.ndarray
+    length: int  # samples at the converter's rate
     output: Path | None  # None: not written (no out_dir, or a conflict already reported)
     start: int = 0  # span in one pass of the stream
 
@@ -377,6 +364,7 @@ def stream_files(
     out_path = Path(out_dir) if out_dir is not None else None
     plan = _plan_outputs(sources, out_path, overwrite) if out_path is not None else {}
     loaded: list[tuple[int, _Input]] = []
+    wavs: list[np.ndarray] = []
     for i, src in enumerate(sources):
         try:
             wav, _ = load_audio(src, sr, mono=True)
@@ -387,7 +375,8 @@ def stream_files(
         if isinstance(target, FileResult):
             report(i, target)  # streamed all the same, not written
             target = None
-        loaded.append((i, _Input(src, wav, target)))
+        loaded.append((i, _Input(src, len(wav), target)))
+        wavs.append(wav)
 
     rep = StreamReport(latency_ms=1000.0 * converter.latency_samples / sr, converter=converter.describe())
     timer = BlockTimer(sr)
@@ -397,8 +386,9 @@ def stream_files(
     pos = 0
     for _, item in loaded:
         item.start = pos
-        pos += len(item.wav)
-    stream = np.concatenate([item.wav for _, item in loaded]).astype(np.float32, copy=False)
+        pos += item.length
+    stream = np.concatenate(wavs).astype(np.float32, copy=False)
+    del wavs
     pass_len = len(stream)
     passes = max(1, math.ceil(min_seconds * sr / pass_len))
     total = passes * pass_len
@@ -425,11 +415,13 @@ def stream_files(
             first[done_out:done_out + n] = out[:n]
         done_out += len(out)
 
+    zeros = 0
     while done_in < total:
-        n = next_size()
-        if n < 0:
-            raise ConfigError(f"push size must be >= 0, got {n}")
-        piece = _take(stream, done_in, min(n, total - done_in))
+        n = int(next_size())
+        zeros = zeros + 1 if n == 0 else 0
+        if n < 0 or zeros > 1000:
+            raise ConfigError(f"push sizes must be >= 0 and not all 0, got {n} ({zeros} zeros in a row)")
+        piece = np.array(_take(stream, done_in, min(n, total - done_in)))  # its own, like a callback's
         out, row = timer.timed_push(converter, piece)
         done_in += len(piece)
         collect(out)
@@ -455,7 +447,7 @@ def stream_files(
         if item.output is None:
             continue  # no out_dir, or its conflict was reported before the stream
         try:
-            save_audio(item.output, first[item.start:item.start + len(item.wav)], sr, overwrite=overwrite)
+            save_audio(item.output, first[item.start:item.start + item.length], sr, overwrite=overwrite)
         except OutputExists as exc:
             report(i, FileResult(item.source, item.output, "skipped", str(exc)))
         except Exception as exc:
