@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 from stream_fakes import DelayConverter
 
+from voiceconv.audio.preparation import Preparation
 from voiceconv.conversion.stream_runner import (
     BlockTimer,
     StreamReport,
@@ -213,3 +214,18 @@ def test_contract_violations_and_bad_options(three: list[Path]) -> None:
 
 def test_resident_bytes_is_plausible() -> None:
     assert 1 << 20 < resident_bytes() < 1 << 40
+
+
+def test_gain_auto_sets_each_file_to_the_training_level(three: list[Path], tmp_path: Path) -> None:
+    rep = stream_files(DelayConverter(SR, 80, 200), three, tmp_path / "auto", gain="auto")
+    for src, g in zip(three, rep.input_gains, strict=True):
+        x = read(src)
+        assert g == pytest.approx(0.95 / np.abs(x).max())  # the default preparation: peak 0.95
+        np.testing.assert_allclose(read(tmp_path / "auto" / src.name), g * x, atol=1 / 32768 + 1e-6)
+    # a converter that exposes its checkpoint's preparation is followed
+    raw = DelayConverter(SR, 80, 200)
+    raw.preparation = Preparation.raw()
+    assert stream_files(raw, three, None, gain="auto").input_gains == [1.0] * 3
+    assert stream_files(DelayConverter(SR, 80, 200), three, None, gain=0.5).input_gains == [0.5] * 3
+    with pytest.raises(ConfigError, match="gain"):
+        stream_files(DelayConverter(SR, 80, 200), three, None, gain=0.0)

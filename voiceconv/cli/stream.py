@@ -27,6 +27,7 @@ Exit status: 0 done (a live run stopped by Ctrl-C included), 1 some input failed
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block-ms", type=float, metavar="MS", help="block length in ms (default: the converter's)")
     p.add_argument("--mode", default="auto", choices=("auto", "exact", "window"),
                    help="streaming mode of the converter (default auto)")
-    p.add_argument("--gain", type=_gain, metavar="G|auto", help="output gain, or auto")
+    p.add_argument("--gain", type=_gain, metavar="G|auto",
+                   help="input gain of the converter; files: 'auto' sets each file to the level the "
+                        "model was trained at (default: the converter's, 1)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for the converter")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", nargs="+", metavar="FILE",
@@ -111,6 +114,10 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
                         ("--overwrite", args.overwrite)):
         if given and not files:
             return f"{flag} goes with --input / --input-list"
+    if args.gain == "auto" and not files:
+        return "--gain auto needs whole files (--input / --input-list); give a number with --live"
+    if isinstance(args.gain, float) and not (math.isfinite(args.gain) and args.gain > 0):
+        return f"--gain must be a positive number or auto, got {args.gain}"
     if args.threads is not None and args.threads < 1:
         return f"--threads must be >= 1, got {args.threads}"
     if args.block_ms is not None and not args.block_ms > 0:
@@ -130,6 +137,8 @@ def _converter_options(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("vocoder", "block_ms", "gain", "threads"):
         if getattr(args, key) is not None:
             opts[key] = getattr(args, key)
+    if opts.get("gain") == "auto":
+        del opts["gain"]  # per file, by the runner (the converter keeps gain 1)
     return opts
 
 
@@ -176,6 +185,7 @@ def _file_mode(args: argparse.Namespace, err: Any) -> int:
             print(res.message, file=err, flush=True)
 
     rep = stream_runner.stream_files(conv, files, args.out, min_seconds=args.min_seconds,
+                                     gain="auto" if args.gain == "auto" else 1.0,
                                      on_file=show, overwrite=args.overwrite)
     print(rep.summary(), flush=True)
     _save_report(args, "file", rep)

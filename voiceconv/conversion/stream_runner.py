@@ -39,11 +39,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from voiceconv.audio.io import load_audio, save_audio
+from voiceconv.audio.preparation import Preparation
 from voiceconv.conversion.converter import FileResult, _failure_line
 from voiceconv.errors import ConfigError, FileProblem, OutputExists
 
@@ -79,6 +80,19 @@ def load_converter(checkpoint: str | os.PathLike[str], **kwargs: Any) -> Streami
     from voiceconv.conversion.streaming import StreamingConverter
 
     return StreamingConverter.from_checkpoint(checkpoint, **kwargs)
+
+
+def auto_gain(converter: StreamingConverterLike, wav: np.ndarray) -> float:
+    """The factor that brings ``wav`` to the level the model was trained at: the
+    converter's :class:`~voiceconv.audio.preparation.Preparation` when it exposes one
+    (``converter.preparation``, the checkpoint's), else the default (peak 0.95),
+    measured on the span its trimming would keep. A stream cannot do this (it has no
+    whole recording); file mode can, per file."""
+    prep = getattr(converter, "preparation", None)
+    if not isinstance(prep, Preparation):
+        prep = Preparation()
+    start, end = prep.span(wav, int(converter.sample_rate))
+    return float(prep.gain(wav[start:end]))
 
 
 def random_push_sizes(seed: int | np.random.Generator, block_samples: int) -> Callable[[], int]:
@@ -213,6 +227,7 @@ class StreamReport(TimingReport):
     rss_end_mb: float = 0.0
     rss_max_mb: float = 0.0
     streamed: list[Path] = field(default_factory=list)  # the inputs in the stream, in order
+    input_gains: list[float] = field(default_factory=list)  # factor each was scaled by (gain="auto")
     files: list[FileResult] = field(default_factory=list)  # per input: written, skipped, failed
 
     @property
@@ -279,6 +294,7 @@ class _Input:
     source: Path
     length: int  # samples at the converter's rate
     output: Path | None  # None: not written (no out_dir, or a conflict already reported)
+    gain: float = 1.0
     start: int = 0  # span in one pass of the stream
 
 
@@ -328,6 +344,7 @@ def stream_files(
     *,
     min_seconds: float = 0.0,
     push_samples: PushSizes = None,
+    gain: float | Literal["auto"] = 1.0,
     on_block: Callable[[BlockTiming], None] | None = None,
     on_file: Callable[[FileResult], None] | None = None,
     overwrite: bool = False,
@@ -345,6 +362,11 @@ def stream_files(
     (it is an input, two inputs share a stem, it exists and not ``overwrite``) is
     reported without stopping the others. ``on_file`` receives each result as soon as
     it is known, ``on_block`` each block's timing.
+
+    ``gain`` scales each file's samples before they join the stream (clipped to
+    [-1, 1], as a microphone's would be): a number, or ``"auto"`` for the level the
+    model was trained at, measured per file (:func:`auto_gain`). The converter's own
+    ``gain`` applies on top; the usual split is ``"auto"`` here and 1.0 there.
     """
     sr = int(converter.sample_rate)
     block = int(converter.block_samples)
@@ -352,6 +374,8 @@ def stream_files(
         raise ConfigError(f"converter reports block_samples={block}, sample_rate={sr}")
     if not math.isfinite(min_seconds) or min_seconds < 0:
         raise ConfigError(f"min_seconds must be >= 0, got {min_seconds}")
+    if gain != "auto" and not (isinstance(gain, int | float) and math.isfinite(gain) and gain > 0):
+        raise ConfigError(f"gain must be a positive number or 'auto', got {gain!r}")
     next_size = _push_sizes(push_samples, block)
     sources = [Path(p) for p in inputs]
     results: list[FileResult | None] = [None] * len(sources)
@@ -368,6 +392,9 @@ def stream_files(
     for i, src in enumerate(sources):
         try:
             wav, _ = load_audio(src, sr, mono=True)
+            factor = auto_gain(converter, wav) if gain == "auto" else float(gain)
+            if factor != 1.0:
+                wav = np.clip(wav * np.float32(factor), -1.0, 1.0)
         except Exception as exc:  # one bad file never stops the others
             report(i, FileResult(src, None, "failed", _failure_line(src, exc)))
             continue
@@ -375,7 +402,7 @@ def stream_files(
         if isinstance(target, FileResult):
             report(i, target)  # streamed all the same, not written
             target = None
-        loaded.append((i, _Input(src, len(wav), target)))
+        loaded.append((i, _Input(src, len(wav), target, factor)))
         wavs.append(wav)
 
     rep = StreamReport(latency_ms=1000.0 * converter.latency_samples / sr, converter=converter.describe())
@@ -460,6 +487,7 @@ def stream_files(
         setattr(rep, key, value)
     rep.passes = passes
     rep.streamed = [item.source for _, item in loaded]
+    rep.input_gains = [item.gain for _, item in loaded]
     rep.rss_start_mb, rep.rss_10pct_mb = rss_start * mb, rss_10 * mb
     rep.rss_end_mb, rep.rss_max_mb = rss_end * mb, rss_max * mb
     rep.files = [r for r in results if r is not None]
