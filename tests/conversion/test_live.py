@@ -148,8 +148,11 @@ def test_ctrl_c_ends_the_run_with_a_report() -> None:
 
 
 def test_no_audio_from_the_device_is_an_error() -> None:
-    with pytest.raises(AudioDeviceError, match="no audio arrived from input device 0"):
+    with pytest.raises(AudioDeviceError, match="no audio arrived from input device 0 in 0.2 s"):
         run_live(DelayConverter(SR, B, L), sd=FakeSounddevice([]), no_audio_timeout_s=0.2)
+    # a device that stops delivering (here: after 5 blocks) does not hang the run either
+    with pytest.raises(AudioDeviceError, match=r"input device 0 stopped delivering audio \(nothing for 0.3 s after 5 blocks\)"):
+        run_live(DelayConverter(SR, B, L), sd=FakeSounddevice(blocks(5)), seconds=10, no_audio_timeout_s=0.3)
 
 
 def test_a_stream_that_cannot_be_opened_is_one_line() -> None:

@@ -271,10 +271,12 @@ class LivePipeline:
         self.device_status_flags = 0
         self.processed = 0
         self.device_latency_ms = 0.0
+        self.last_callback = 0.0  # time.monotonic() of the latest callback
         self._progress = threading.Condition()
 
     def __call__(self, indata: np.ndarray, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         """sounddevice duplex callback: move samples, never wait, never compute."""
+        self.last_callback = time.monotonic()
         self.callbacks += 1
         if status:
             self.device_status_flags += 1
@@ -369,7 +371,8 @@ def run_live(
     ``sd`` is the sounddevice module (tests pass a fake). The converter is reset
     first. Ctrl-C ends the run normally (``report.interrupted``). Raises
     :class:`AudioDeviceError` when sounddevice/PortAudio or a device is missing,
-    the stream cannot be opened, or no audio arrives within ``no_audio_timeout_s``;
+    the stream cannot be opened, or no audio arrives for ``no_audio_timeout_s``
+    (at the start or later: a device that stopped);
     an exception inside ``converter.push`` is re-raised after the stream is closed.
     """
     if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
@@ -422,10 +425,14 @@ def _play(sd: Any, pipe: LivePipeline, device: tuple[int, int], no_audio_timeout
             pipe.device_latency_ms = 1000.0 * float(sum(lat))
         elif isinstance(lat, int | float):
             pipe.device_latency_ms = 1000.0 * float(lat)
-        started = time.monotonic()
+        pipe.last_callback = time.monotonic()
         while not pipe.done.wait(0.05):
-            if pipe.callbacks == 0 and time.monotonic() - started > no_audio_timeout_s:
+            if time.monotonic() - pipe.last_callback > no_audio_timeout_s:
+                if pipe.callbacks == 0:
+                    raise AudioDeviceError(
+                        f"no audio arrived from input device {device[0]} in {no_audio_timeout_s:g} s")
                 raise AudioDeviceError(
-                    f"no audio arrived from input device {device[0]} in {no_audio_timeout_s:g} s")
+                    f"input device {device[0]} stopped delivering audio (nothing for "
+                    f"{no_audio_timeout_s:g} s after {pipe.callbacks} blocks)")
             if not getattr(stream, "active", True) and pipe.callbacks:
                 return  # PortAudio ended the stream (device gone)
