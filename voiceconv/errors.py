@@ -55,3 +55,8 @@ class MelConfigMismatch(ConfigError):
 
 class TrainingDiverged(VoiceconvError):
     """A non-finite loss; the run stops and the last good checkpoint is kept."""
+
+
+class AudioDeviceError(VoiceconvError):
+    """Live audio that cannot start: sounddevice or PortAudio missing, no such device,
+    a device that refuses the stream's settings."""
