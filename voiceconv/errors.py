@@ -55,3 +55,13 @@ class MelConfigMismatch(ConfigError):
 
 class TrainingDiverged(VoiceconvError):
     """A non-finite loss; the run stops and the last good checkpoint is kept."""
+
+
+class ExportParityError(FileProblem):
+    """An exported graph whose output differs from PyTorch's by more than the tolerance;
+    ``max_abs_diff`` holds the figure (NaN when not measured) and nothing was written."""
+
+    def __init__(self, path: str | os.PathLike[str] | None, problem: str,
+                 max_abs_diff: float = float("nan")) -> None:
+        super().__init__(path, problem)
+        self.max_abs_diff = max_abs_diff
