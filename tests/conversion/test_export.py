@@ -247,3 +247,18 @@ def test_backend_options_checked(files):
         VoiceConverter.from_checkpoint(files["ckpt"], backend="tensorrt")
     with pytest.raises(ConfigError, match="need backend='onnx'"):
         VoiceConverter.from_checkpoint(files["ckpt"], onnx_path="m.onnx")
+
+
+def test_parity_mel_is_the_converters_analysis_capped(files, torch_vc, tmp_path):
+    """--check-audio is loaded, prepared and analysed as the converter does; the check uses
+    its first check_frames frames (never more than the converter's one-window pass)."""
+    wav = speech_like(2.0, seed=7) * 0.3
+    src = write_wav(tmp_path / "check.wav", wav)
+    mel, what = ex.parity_mel(torch_vc, src, max_frames=100)
+    assert what == str(src) and mel.shape == (TINY_MEL.n_mels, 100)
+    loaded = sf.read(src, dtype="float32")[0]
+    full = torch_vc.analyse(torch_vc.prepare_for_model(loaded).wav)
+    torch.testing.assert_close(mel, full[:, :100], rtol=0, atol=0)
+    assert ex.parity_mel(torch_vc, src, max_frames=10**6)[0].shape[-1] == full.shape[-1]
+    with pytest.raises(ConfigError, match="check_frames"):
+        ex.export_onnx(files["ckpt"], "a2b", files["vocos"], tmp_path / "a.onnx", check_frames=3)

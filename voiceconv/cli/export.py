@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from voiceconv.conversion.converter import DIRECTIONS
-from voiceconv.conversion.export import DEFAULT_OPSET, PARITY_TOLERANCE, export_onnx
+from voiceconv.conversion.export import CHECK_FRAMES, DEFAULT_OPSET, PARITY_TOLERANCE, export_onnx
 from voiceconv.errors import ExportParityError, VoiceconvError
 
 
@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, metavar="FILE.onnx", help="graph to write (atomically)")
     p.add_argument("--check-audio", type=Path, default=None, metavar="FILE",
                    help="speech recording for the parity check (default: a synthetic harmonic signal)")
+    p.add_argument("--check-frames", type=int, default=CHECK_FRAMES, metavar="N",
+                   help=f"parity check on the first N mel frames (default {CHECK_FRAMES}; a Vocos with "
+                        "the integrated phase drifts slowly between implementations, see the docs)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",
                    help=f"ONNX opset (default {DEFAULT_OPSET})")
     p.add_argument("--tolerance", type=float, default=PARITY_TOLERANCE, metavar="X",
@@ -63,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         report = export_onnx(args.checkpoint, args.direction, args.vocoder, args.out, opset=args.opset,
-                             check_audio=args.check_audio, overwrite=args.overwrite, tolerance=args.tolerance)
+                             check_audio=args.check_audio, overwrite=args.overwrite, tolerance=args.tolerance,
+                             check_frames=args.check_frames)
     except ExportParityError as exc:
         print(f"voiceconv-export: {exc}", file=err)
         return 1

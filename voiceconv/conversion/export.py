@@ -36,12 +36,16 @@ Choices, and why:
   as the PyTorch path does. 5 frames is the generator's own minimum (its instance
   norms need 2 positions after the 4x down-sampling; the converter never analyses
   fewer than ``1 + n_fft // hop`` frames).
-* **cumsum in float64**: PyTorch's CPU ``cumsum`` accumulates float32 input in
-  float64 and rounds each output once; ONNX Runtime's ``CumSum`` accumulates in
-  float32. Vocos with ``phase="integrated"`` (``vocos_small``) sums each bin's phase
-  advance over frames, which reaches 1e5 rad within seconds, and the float32 running
-  sum there was 0.27 rad off PyTorch's after 1000 frames (measured). The graph
-  therefore casts to float64, sums and casts back: PyTorch's arithmetic.
+* **PyTorch's arithmetic for sums and constants**: PyTorch's CPU ``cumsum`` accumulates
+  float32 input in float64 and rounds each output once, ONNX Runtime's ``CumSum`` in
+  float32 (0.27 rad apart after 1000 frames of phase advances, measured), so the graph
+  casts to float64, sums and casts back. torchlib builds ``scalar_tensor`` (every Python
+  number the exporter turns into a tensor) as a float32 constant and casts it, which made
+  the float64 ``2 pi`` that wraps Vocos' running phase 6.2831854820 (5e-3 rad off after
+  3e4 turns); here the constant is made in its own dtype. (Vocos' integrated phase is
+  itself summed in float64 and wrapped, see :mod:`voiceconv.vocoders.vocos`: in float32
+  PyTorch's own output moved by 1.7e-4 when its input moved by 1e-7, so no graph could
+  match it to 1e-4.)
 * **Parity is part of the export**: the graph is written to a temporary file beside
   ``out``, run by onnxruntime (CPUExecutionProvider) on a real mel (``check_audio``,
   prepared and analysed as the converter does) or a synthetic harmonic signal, at two
@@ -49,8 +53,14 @@ Choices, and why:
   PyTorch fp32 running the converter's own stages (``convert_mel`` + the vocoder) on
   the same mel. Above ``tolerance`` (1e-4, max absolute difference of samples in
   [-1, 1]) :class:`~voiceconv.errors.ExportParityError` is raised and nothing is
-  written; otherwise the file is renamed into place (atomic). The parity mel is at
-  most ``chunk_frames`` (2048) frames: the converter's one-window pass.
+  written; otherwise the file is renamed into place (atomic). The parity mel is the
+  first ``check_frames`` (default 512, about 6 s at 22.05 kHz and hop 256) frames:
+  a Vocos with the integrated phase sums every frame's phase advance, so any float32
+  difference of the two implementations' matrix products (~5e-7 rad per frame in some
+  bins, the same every frame for a steady input) accumulates linearly into a slowly
+  drifting, inaudible phase offset. Measured with an untrained ``vocos_small`` on
+  concatenated speech: max |diff| 6.7e-6, 6.0e-6, 7.5e-5, 3.2e-4 after 256, 512, 1024,
+  2048 frames; with a HiFi-GAN 7.5e-8 after 2048 frames (no drift).
 * **Metadata**: ``metadata_props`` record the MelConfig (JSON), direction, speakers, a
   fingerprint of the speaker statistics, the preparation, the checkpoint and vocoder
   paths, the input/output meaning, the minimum length and the measured parity, so
@@ -93,6 +103,8 @@ DEFAULT_OPSET = 20
 MIN_OPSET = 18
 #: length of the synthetic parity signal, seconds
 SYNTHETIC_SECONDS = 3.0
+#: default length of the parity mel, frames (see the module docstring)
+CHECK_FRAMES = 512
 
 
 @dataclass(frozen=True)
@@ -255,10 +267,12 @@ def _second_length(frames: int) -> int | None:
     return n if n >= MIN_FRAMES else None
 
 
-def parity_mel(vc: VoiceConverter, check_audio: str | os.PathLike[str] | None) -> tuple[Tensor, str]:
+def parity_mel(
+    vc: VoiceConverter, check_audio: str | os.PathLike[str] | None, max_frames: int = CHECK_FRAMES
+) -> tuple[Tensor, str]:
     """(log-mel ``(n_mels, T)``, description) for the parity check: ``check_audio`` loaded,
-    prepared and analysed as the converter does, or :func:`synthetic_speech`; at most
-    ``vc.chunk_frames`` frames (the converter's one-window pass)."""
+    prepared and analysed as the converter does, or :func:`synthetic_speech`; its first
+    ``max_frames`` frames (at most ``vc.chunk_frames``, the converter's one-window pass)."""
     if check_audio is not None:
         path = Path(check_audio)
         wav, _ = load_audio(path, vc.sample_rate, min_samples=vc.mel_config.n_fft)
@@ -270,7 +284,7 @@ def parity_mel(vc: VoiceConverter, check_audio: str | os.PathLike[str] | None) -
     mel = vc.analyse(prepared.wav)
     if mel.shape[-1] < MIN_FRAMES:
         raise FileProblem(check_audio, f"too short for the parity check: {mel.shape[-1]} frames, need {MIN_FRAMES}")
-    return mel[:, : vc.chunk_frames], what
+    return mel[:, : min(max_frames, vc.chunk_frames)], what
 
 
 @torch.inference_mode()
@@ -350,10 +364,12 @@ def export_onnx(
     check_audio: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     tolerance: float = PARITY_TOLERANCE,
+    check_frames: int = CHECK_FRAMES,
 ) -> ExportReport:
     """Export ``checkpoint``'s ``direction`` with the neural ``vocoder`` to ``out`` (.onnx).
 
-    See the module docstring for the graph, the exporter and the parity check. Raises
+    See the module docstring for the graph, the exporter and the parity check
+    (``check_frames``: length of the parity mel; a second length is its half). Raises
     :class:`ConfigError` for Griffin-Lim (or a HiFi-GAN with a Griffin-Lim source), a bad
     direction or opset, or a missing ``onnx`` extra; :class:`~voiceconv.errors.CheckpointError`
     / :class:`~voiceconv.errors.MelConfigMismatch` as ``VoiceConverter.from_checkpoint``
@@ -367,6 +383,8 @@ def export_onnx(
     _require_export_dependencies()
     if not MIN_OPSET <= int(opset) <= _max_opset():
         raise ConfigError(f"opset must be in {MIN_OPSET}..{_max_opset()}, got {opset}")
+    if check_frames < MIN_FRAMES:
+        raise ConfigError(f"check_frames must be >= {MIN_FRAMES}, got {check_frames}")
     _check_output(out, overwrite)
     vc = VoiceConverter.from_checkpoint(checkpoint, vocoder=vocoder_path, precision="fp32", device="cpu")
     src, tgt = vc.roles(direction)
@@ -379,7 +397,7 @@ def export_onnx(
             f"vocoder {vocoder_path}: this HiFi-GAN runs Griffin-Lim for its source (source='griffinlim'), "
             "an iteration that is not exported; use a Vocos or a plain HiFi-GAN checkpoint"
         )
-    mel, what = parity_mel(vc, check_audio)
+    mel, what = parity_mel(vc, check_audio, check_frames)
     module = MelToWave(vc.model, direction, vc.stats[src], vc.stats[tgt], vc.vocoder.net)
     model = export_program(module, mel[None], int(opset))
     _set_metadata(model, _metadata(vc, direction, checkpoint, vocoder_path))
@@ -420,6 +438,7 @@ def _max_opset() -> int:
 
 
 __all__ = [
+    "CHECK_FRAMES",
     "DEFAULT_OPSET",
     "MIN_FRAMES",
     "PARITY_TOLERANCE",
