@@ -15,6 +15,7 @@ import soundfile as sf
 import torch
 from conversion_tiny import (
     TINY_MEL,
+    TINY_MODEL,
     speech_like,
     write_checkpoint,
     write_hifigan,
@@ -27,6 +28,7 @@ from voiceconv.conversion import export as ex
 from voiceconv.conversion.converter import VoiceConverter
 from voiceconv.conversion.onnx_backend import OnnxMelToWave
 from voiceconv.errors import ConfigError, ExportParityError, MelConfigMismatch, OutputExists
+from voiceconv.models.vc import build_vc_model
 from voiceconv.training.checkpoint import load_checkpoint, save_checkpoint
 
 torch.set_num_threads(1)
@@ -156,11 +158,20 @@ def test_long_input_runs_in_bounded_windows(exported, files):
 
 
 @pytest.mark.slow
-def test_hifigan_export_parity(files):
+def test_cyclegan_vc2_with_hifigan_b2a(files):
+    """The other generator (CycleGAN-VC2: no mask input), the other vocoder, the other direction."""
+    torch.manual_seed(1)
+    model = build_vc_model("cyclegan_vc2_small", **TINY_MODEL)
+    ckpt = write_checkpoint(files["dir"] / "vc2.ckpt", model=model)
     voc = write_hifigan(files["dir"] / "hifigan.pt")
-    report = ex.export_onnx(files["ckpt"], "b2a", voc, files["dir"] / "tiny_b2a_hifigan.onnx")
+    report = ex.export_onnx(ckpt, "b2a", voc, files["dir"] / "vc2_b2a_hifigan.onnx")
     assert report.max_abs_diff <= TOL and report.direction == "b2a"
-    assert report.source_speaker == "high"
+    assert report.source_speaker == "high" and report.target_speaker == "low"
+    vc = VoiceConverter.from_checkpoint(ckpt, vocoder=voc, precision="fp32")
+    mel = _mel(vc, 0.63, seed=9)
+    with torch.inference_mode():
+        ref = vc.vocoder(vc.convert_mel(mel, "b2a")[None])[0].numpy()
+    assert np.abs(OnnxMelToWave(report.path)(mel.numpy()) - ref).max() <= TOL
 
 
 @pytest.mark.parametrize("spec", ["griffinlim", "griffinlim:16", "GriffinLim:8:10"])

@@ -91,7 +91,7 @@ from voiceconv.conversion import onnx_backend as ob
 from voiceconv.conversion.converter import TIME_MULTIPLE, VoiceConverter
 from voiceconv.errors import ConfigError, ExportParityError, FileProblem, OutputExists
 from voiceconv.models.cyclegan import CycleGAN
-from voiceconv.utils.atomic import atomic_path
+from voiceconv.utils.atomic import DestinationExists, atomic_path
 from voiceconv.vocoders.base import GRIFFIN_LIM, NeuralVocoder
 
 #: shortest input the graph takes (see the module docstring)
@@ -402,6 +402,32 @@ def export_onnx(
     model = export_program(module, mel[None], int(opset))
     _set_metadata(model, _metadata(vc, direction, checkpoint, vocoder_path))
     lengths = [mel.shape[-1]] + [n for n in (_second_length(mel.shape[-1]),) if n is not None]
+    try:
+        worst, peak = _check_and_publish(model, out, overwrite, vc, mel, lengths, direction, what, tolerance)
+    except DestinationExists:
+        raise OutputExists(out, "appeared while exporting (kept; use --overwrite / overwrite=True to replace it)") from None
+    return ExportReport(
+        path=out, checkpoint=checkpoint, vocoder=vocoder_path, direction=direction,
+        source_speaker=vc.speakers.get(src, src), target_speaker=vc.speakers.get(tgt, tgt),
+        opset=int(opset), parity_input=what, parity_frames=tuple(lengths), max_abs_diff=worst,
+        reference_peak=peak, tolerance=tolerance, export_seconds=time.perf_counter() - started,
+        size_bytes=out.stat().st_size,
+    )
+
+
+def _check_and_publish(
+    model,  # noqa: ANN001 (onnx.ModelProto)
+    out: Path,
+    overwrite: bool,
+    vc: VoiceConverter,
+    mel: Tensor,
+    lengths: list[int],
+    direction: str,
+    what: str,
+    tolerance: float,
+) -> tuple[float, float]:
+    """Write ``model`` beside ``out``, compare onnxruntime with PyTorch on ``mel`` cut to each
+    of ``lengths``, and rename it onto ``out`` only within ``tolerance``; (max |diff|, peak)."""
     with atomic_path(out, overwrite=overwrite) as tmp:
         _write_model(model, tmp)
         runtime = ob.OnnxMelToWave(tmp, mel_config=vc.mel_config)
@@ -422,13 +448,7 @@ def export_onnx(
         del runtime
         _set_metadata(model, {ob.META_PARITY: f"{worst:.6g}"})
         _write_model(model, tmp)
-    return ExportReport(
-        path=out, checkpoint=checkpoint, vocoder=vocoder_path, direction=direction,
-        source_speaker=vc.speakers.get(src, src), target_speaker=vc.speakers.get(tgt, tgt),
-        opset=int(opset), parity_input=what, parity_frames=tuple(lengths), max_abs_diff=worst,
-        reference_peak=peak, tolerance=tolerance, export_seconds=time.perf_counter() - started,
-        size_bytes=out.stat().st_size,
-    )
+    return worst, peak
 
 
 def _max_opset() -> int:
