@@ -19,11 +19,13 @@ own parity check included).
     python scripts/bench_onnx.py --checkpoint runs/demo/train_run/checkpoints/last.ckpt \\
         --vocoder runs/vocos/checkpoints/last.ckpt --audio runs/demo/corpus/rms/vc_0001.wav
     python scripts/bench_onnx.py --checkpoint CKPT --onnx model.onnx --vocoder VOC --seconds 10 --threads 1,2,4
+    OMP_WAIT_POLICY=PASSIVE python scripts/bench_onnx.py ... --no-spinning     # cores shared with other jobs
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -68,10 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=5.0, help="length of the synthetic signal (default 5)")
     p.add_argument("--threads", type=parse_threads, default=[1, 2], help="thread counts, e.g. 1,2 (default)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median; default 5)")
+    p.add_argument("--no-spinning", action="store_true",
+                   help="onnxruntime threads sleep between operators (use with OMP_WAIT_POLICY=PASSIVE for "
+                        "PyTorch on cores shared with other jobs)")
     args = p.parse_args(argv)
 
     print(f"CPU: {describe_cpu()}")
-    print(f"torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}")
+    print(f"torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, "
+          f"onnxruntime spinning {'off' if args.no_spinning else 'on'}, load average {os.getloadavg()[0]:.1f}")
     vc = VoiceConverter.from_checkpoint(args.checkpoint, vocoder=args.vocoder, precision="fp32")
     if args.audio is not None:
         from voiceconv.audio.io import load_audio
@@ -97,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{'max|diff|':>10}")
         for n in args.threads:
             torch.set_num_threads(n)
-            graph = OnnxMelToWave(graph_path, threads=n, mel_config=vc.mel_config)
+            graph = OnnxMelToWave(graph_path, threads=n, mel_config=vc.mel_config, spinning=not args.no_spinning)
             ref = torch_mel_to_wave(vc, mel, args.direction)
             got = graph(mel_np)
             diff = float(np.max(np.abs(got - ref)))

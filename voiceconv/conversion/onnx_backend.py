@@ -82,7 +82,11 @@ class OnnxMelToWave:
     """An exported mel -> waveform graph run by onnxruntime (CPUExecutionProvider).
 
     ``threads``: onnxruntime's intra-op threads (default: its own choice, one per
-    core); inter-op parallelism is off (one chain of operators). ``mel_config``: when
+    core); inter-op parallelism is off (one chain of operators). ``spinning=False`` lets
+    idle worker threads sleep instead of spinning between operators (onnxruntime's
+    ``session.intra_op.allow_spinning``): better on cores shared with other jobs, as
+    ``OMP_WAIT_POLICY=PASSIVE`` is for PyTorch (measured at 2 threads on a loaded 2-core
+    machine: 0.094 s instead of 0.141 s for 4 s of audio). ``mel_config``: when
     given, the graph's MelConfig must equal it (:class:`MelConfigMismatch` naming every
     differing field).
 
@@ -102,6 +106,7 @@ class OnnxMelToWave:
         *,
         threads: int | None = None,
         mel_config: MelConfig | None = None,
+        spinning: bool = True,
     ) -> None:
         ort = import_onnxruntime()
         self.path = Path(path)
@@ -115,6 +120,8 @@ class OnnxMelToWave:
         options.log_severity_level = 3  # errors only
         if threads is not None:
             options.intra_op_num_threads = int(threads)
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.threads = threads
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
