@@ -258,6 +258,8 @@ def test_backend_options_checked(files):
         VoiceConverter.from_checkpoint(files["ckpt"], backend="tensorrt")
     with pytest.raises(ConfigError, match="need backend='onnx'"):
         VoiceConverter.from_checkpoint(files["ckpt"], onnx_path="m.onnx")
+    with pytest.raises(ConfigError, match="statistics_only needs backend='torch'"):
+        VoiceConverter.from_checkpoint(files["ckpt"], statistics_only=True, backend="onnx", onnx_path="m.onnx")
 
 
 def test_parity_mel_is_the_converters_analysis_capped(files, torch_vc, tmp_path):

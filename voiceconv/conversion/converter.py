@@ -120,7 +120,7 @@ _log = logging.getLogger(__name__)
 
 
 @runtime_checkable
-class MelToWave(Protocol):
+class MelToWaveBackend(Protocol):
     """A fused mel -> waveform backend (e.g. :class:`~voiceconv.conversion.onnx_backend.OnnxMelToWave`).
 
     Calling it maps SOURCE-speaker log-mels ``(1, n_mels, T)`` (``T >= min_frames``) of
@@ -194,7 +194,7 @@ class VoiceConverter:
     :mod:`voiceconv.conversion.chunking`); ``vocoder_chunk_frames``/``vocoder_context_frames``
     the vocoder's. Inputs of at most ``chunk_frames`` frames are converted in one pass.
 
-    ``mel_to_wave``: a fused backend (:class:`MelToWave`, e.g. an exported ONNX graph) run
+    ``mel_to_wave``: a fused backend (:class:`MelToWaveBackend`, e.g. an exported ONNX graph) run
     instead of the generator and vocoder by ``convert``/``convert_file``/``convert_files``
     (see the module docstring); its MelConfig must be ``mel_config``.
     """
@@ -216,7 +216,7 @@ class VoiceConverter:
         source: str | os.PathLike[str] | None = None,
         preparation: Preparation | None = None,
         output_level: OutputLevel = "input",
-        mel_to_wave: MelToWave | None = None,
+        mel_to_wave: MelToWaveBackend | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -309,6 +309,8 @@ class VoiceConverter:
             raise ConfigError("backend='onnx' needs onnx_path (a graph written by voiceconv-export)")
         if backend != "onnx" and (onnx_path is not None or onnx_threads is not None):
             raise ConfigError("onnx_path and onnx_threads need backend='onnx'")
+        if backend == "onnx" and statistics_only:
+            raise ConfigError("statistics_only needs backend='torch' (an exported graph holds the generator)")
         path = Path(path)
         ckpt = load_checkpoint(path, map_location="cpu")
         try:
@@ -782,7 +784,7 @@ __all__ = [
     "DIRECTIONS",
     "PRECISIONS",
     "FileResult",
-    "MelToWave",
+    "MelToWaveBackend",
     "OutputExists",
     "VoiceConverter",
 ]
