@@ -60,3 +60,13 @@ class TrainingDiverged(VoiceconvError):
 class AudioDeviceError(VoiceconvError):
     """Live audio that cannot start: sounddevice or PortAudio missing, no such device,
     a device that refuses the stream's settings."""
+
+
+class ExportParityError(FileProblem):
+    """An exported graph whose output differs from PyTorch's by more than the tolerance;
+    ``max_abs_diff`` holds the figure (NaN when not measured) and nothing was written."""
+
+    def __init__(self, path: str | os.PathLike[str] | None, problem: str,
+                 max_abs_diff: float = float("nan")) -> None:
+        super().__init__(path, problem)
+        self.max_abs_diff = max_abs_diff

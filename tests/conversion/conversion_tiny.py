@@ -86,3 +86,30 @@ def write_wav(path: Path, wav: np.ndarray, sr: int = TINY_MEL.sample_rate) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, wav, sr, subtype="PCM_16")
     return path
+
+
+def write_vocos(path: Path, seed: int = 0, mel_config: MelConfig = TINY_MEL) -> Path:
+    """An untrained, seeded tiny Vocos shaped like ``vocos_small`` (magnitude prior, integrated
+    phase), saved in the vocoder checkpoint format (``save_model``)."""
+    from voiceconv.models.base import save_model
+    from voiceconv.vocoders.vocos import VocosGenerator
+
+    torch.manual_seed(seed)
+    net = VocosGenerator(mel_config.to_dict(), dim=16, intermediate_dim=32, num_layers=2,
+                         magnitude_prior=True, phase="integrated")
+    save_model(net, path)
+    return path
+
+
+def write_hifigan(path: Path, seed: int = 0, source: str | None = None) -> Path:
+    """An untrained, seeded tiny HiFi-GAN for TINY_MEL (hop 64 = 8 x 8); ``source="griffinlim"``
+    gives the Griffin-Lim-source variant."""
+    from voiceconv.models.base import save_model
+    from voiceconv.vocoders.hifigan import HiFiGANGenerator
+
+    torch.manual_seed(seed)
+    net = HiFiGANGenerator(TINY_MEL.to_dict(), upsample_rates=(8, 8), upsample_kernel_sizes=(16, 16),
+                           upsample_initial_channel=16, resblock="2", resblock_kernel_sizes=(3,),
+                           resblock_dilation_sizes=((1, 3),), source=source, source_iters=2)
+    save_model(net, path)
+    return path

@@ -10,6 +10,12 @@ skipped) or glob patterns (quoted, so that this tool expands them: ``"in/**/*.wa
 Each input becomes ``OUT_DIR/<stem>.wav`` at the model's sample rate, written
 atomically (a crash or Ctrl-C never leaves a partial file).
 
+``--backend onnx --onnx GRAPH.onnx`` runs a graph written by ``voiceconv-export`` for
+this checkpoint (generator and vocoder in one, onnxruntime on the CPU, ``--threads``
+intra-op threads) instead of the PyTorch generator and vocoder; ``--vocoder`` and
+``--precision`` do not apply then (the graph has its vocoder and runs in float32).
+It needs the ``onnx`` extra (``pip install voiceconv[onnx]``).
+
 Each input that cannot be converted, whichever step fails for it (reading, analysis,
 generator, vocoder, writing), gets one line on stderr naming the file and the
 problem, and the others are still converted. An output that exists already, or
@@ -30,7 +36,13 @@ from pathlib import Path
 import torch
 
 from voiceconv.audio.preparation import OUTPUT_LEVELS
-from voiceconv.conversion.converter import DIRECTIONS, PRECISIONS, FileResult, VoiceConverter
+from voiceconv.conversion.converter import (
+    BACKENDS,
+    DIRECTIONS,
+    PRECISIONS,
+    FileResult,
+    VoiceConverter,
+)
 from voiceconv.data.corpora import AUDIO_EXTENSIONS
 from voiceconv.errors import VoiceconvError
 
@@ -50,9 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a2b: speaker A to B; b2a: B to A")
     p.add_argument("--out-dir", required=True, type=Path, metavar="DIR",
                    help="folder for the converted <stem>.wav files (created if needed)")
-    p.add_argument("--vocoder", default="griffinlim", metavar="griffinlim[:N[:M]]|PATH",
+    p.add_argument("--vocoder", default=None, metavar="griffinlim[:N[:M]]|PATH",
                    help="Griffin-Lim (N iterations, default 32; M NNLS iterations, default 100) "
-                        "or a neural vocoder checkpoint (default griffinlim)")
+                        "or a neural vocoder checkpoint (default griffinlim; torch backend only)")
+    p.add_argument("--backend", default="torch", choices=BACKENDS,
+                   help="torch: PyTorch generator and vocoder (default); onnx: the --onnx graph "
+                        "(voiceconv-export) with onnxruntime")
+    p.add_argument("--onnx", type=Path, default=None, metavar="GRAPH.onnx",
+                   help="graph written by voiceconv-export for this checkpoint (with --backend onnx)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
@@ -62,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input: the output keeps the input's loudness (default); model: the level "
                         "the vocoder made (before 2026-12)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="torch CPU threads (default: torch's, one per core)")
+                   help="CPU threads of torch and of onnxruntime (default: theirs, one per core)")
     p.add_argument("--batch-size", type=int, default=8, metavar="N",
                    help="short inputs of similar length converted together (default 8; 1 = one by one)")
     p.add_argument("-q", "--quiet", action="store_true", help="do not list converted files")
@@ -116,6 +133,20 @@ def expand_inputs(specs: Sequence[str]) -> tuple[list[Path], list[str]]:
     return list(unique.values()), problems
 
 
+def _backend_problem(args: argparse.Namespace) -> str | None:
+    """Why the backend options do not fit together, or None."""
+    if args.backend == "onnx":
+        if args.onnx is None:
+            return "--backend onnx needs --onnx GRAPH.onnx (written by voiceconv-export)"
+        if args.vocoder is not None:
+            return "--vocoder does not apply to --backend onnx (the graph holds its vocoder)"
+        if args.precision == "bf16":
+            return "--precision bf16 does not apply to --backend onnx (the graph runs in float32)"
+    elif args.onnx is not None:
+        return "--onnx needs --backend onnx"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``voiceconv-convert``; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -126,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.out_dir.exists() and not args.out_dir.is_dir():
         print(f"{args.out_dir}: --out-dir exists and is not a folder", file=err)
         return 2
+    problem = _backend_problem(args)
+    if problem:
+        print(f"voiceconv-convert: {problem}", file=err)
+        return 2
     files, problems = expand_inputs(args.inputs)
     for line in problems:
         print(line, file=err)
@@ -135,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         torch.set_num_threads(args.threads)
     try:
+        onnx = {"onnx_path": args.onnx, "onnx_threads": args.threads} if args.backend == "onnx" else {}
         vc = VoiceConverter.from_checkpoint(
-            args.checkpoint, device=args.device, vocoder=args.vocoder, precision=args.precision,
-            output_level=args.output_level,
+            args.checkpoint, device=args.device, vocoder=args.vocoder or "griffinlim", precision=args.precision,
+            output_level=args.output_level, backend=args.backend, **onnx,
         )
     except VoiceconvError as exc:
         print(f"voiceconv-convert: {exc}", file=err)
@@ -156,8 +192,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if files:
         if not args.quiet:
+            via = f" with {vc.describe_backend()}" if args.backend != "torch" else ""
             print(f"converting {len(files)} file(s), {vc.describe_direction(args.direction)}, "
-                  f"into {args.out_dir}", file=err)
+                  f"into {args.out_dir}{via}", file=err)
         try:
             vc.convert_files(files, args.out_dir, direction=args.direction, overwrite=args.overwrite,
                              batch_size=args.batch_size, on_result=show)

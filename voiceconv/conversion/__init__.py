@@ -3,6 +3,9 @@
 :class:`VoiceConverter` is the Python API (``from_checkpoint``, ``convert``,
 ``convert_file``, ``convert_files``); :mod:`voiceconv.conversion.chunking` keeps
 memory bounded for long inputs; ``voiceconv-convert`` is the command line.
+:mod:`voiceconv.conversion.export` (``voiceconv-export``) writes the step after analysis
+as one ONNX graph and :mod:`voiceconv.conversion.onnx_backend` runs it (imported on
+demand: they need the ``onnx`` extra).
 """
 
 from voiceconv.conversion.chunking import (

@@ -213,6 +213,7 @@ def vocode_chunked(
     crossfade: int | None = None,
     align_sign: bool = True,
     out_device: torch.device | str | None = "cpu",
+    multiple: int = 1,
 ) -> Tensor:
     """Waveform ``(n_samples,)`` from log-mels ``(n_mels, T)`` vocoded window by window.
 
@@ -221,7 +222,9 @@ def vocode_chunked(
     Window pieces meet at ``keep * hop_length`` and are cross-faded over ``crossfade``
     samples (default ``2 * hop_length``; at most ``2 * context_frames * hop_length``
     so both pieces cover the fade). Samples a vocoder did not produce (its output is
-    usually a little shorter than the window) are zeros. See the module docstring.
+    usually a little shorter than the window) are zeros. ``multiple``: window starts and
+    core lengths are multiples of it (:func:`plan_windows`; 4 when ``vocoder`` contains
+    the generator, as an exported mel -> waveform graph does). See the module docstring.
     """
     if log_mel.dim() == 3 and log_mel.shape[0] == 1:
         log_mel = log_mel[0]
@@ -231,7 +234,7 @@ def vocode_chunked(
     if xf < 0 or xf % 2:
         raise ConfigError(f"vocode_chunked: crossfade must be an even number >= 0, got {xf}")
     n_frames = log_mel.shape[-1]
-    windows = plan_windows(n_frames, chunk_frames, context_frames)
+    windows = plan_windows(n_frames, chunk_frames, context_frames, multiple)
     shortest_core = min(w.keep_stop - w.keep_start for w in windows)
     # Both pieces must cover the fade, and two fades must not overlap in one piece.
     xf = min(xf, 2 * context_frames * hop_length, shortest_core * hop_length) // 2 * 2

@@ -20,6 +20,20 @@ as in CycleGAN-VC2 / MaskCycleGAN-VC (whose papers vocode with MelGAN; Griffin-L
 here needs no training, a neural vocoder checkpoint can be named instead).
 Long inputs run chunk by chunk in bounded memory (:mod:`voiceconv.conversion.chunking`).
 
+Backends: ``"torch"`` (default) runs the generator and the vocoder in PyTorch;
+``from_checkpoint(..., backend="onnx", onnx_path=...)`` runs an exported mel -> waveform
+graph (``voiceconv-export``; :class:`~voiceconv.conversion.onnx_backend.OnnxMelToWave`,
+onnxruntime on the CPU) in their place for ``convert``/``convert_file``/``convert_files``.
+Everything else (resampling, preparation, analysis, putting the output back at the
+input's level) is the same code. The graph holds the generator AND the vocoder, so a
+long input runs window by window through both: windows of ``chunk_frames`` with
+``context_frames + vocoder_context_frames`` (rounded up to a multiple of 4) on each side,
+starting on multiples of 4, joined with the vocoder's short cross-fade
+(:func:`~voiceconv.conversion.chunking.vocode_chunked`); an input of at most
+``chunk_frames`` frames is one pass, the same computation as the PyTorch path. The ONNX
+backend does not batch files (``convert_files`` converts them one by one); ``convert_mel``
+and ``vocode`` stay PyTorch stages.
+
 Choices of ours, and why:
 
 * The checkpoint's :class:`~voiceconv.audio.preparation.Preparation` (trimming, peak
@@ -55,7 +69,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -101,7 +115,26 @@ TIME_MULTIPLE = 4
 MAX_PEAK = 0.99
 
 Status = Literal["converted", "skipped", "failed"]
+BACKENDS = ("torch", "onnx")
 _log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class MelToWaveBackend(Protocol):
+    """A fused mel -> waveform backend (e.g. :class:`~voiceconv.conversion.onnx_backend.OnnxMelToWave`).
+
+    Calling it maps SOURCE-speaker log-mels ``(1, n_mels, T)`` (``T >= min_frames``) of
+    ``mel_config`` to the converted waveform ``(1, T * hop_length)`` of ``direction``:
+    normalisation, generator, de-normalisation and vocoder in one step.
+    """
+
+    mel_config: MelConfig
+    direction: str
+    min_frames: int
+
+    def __call__(self, log_mel: Tensor) -> Tensor: ...
+
+    def describe(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -160,6 +193,10 @@ class VoiceConverter:
     (multiples of 4; context >= the generator's receptive-field radius, see
     :mod:`voiceconv.conversion.chunking`); ``vocoder_chunk_frames``/``vocoder_context_frames``
     the vocoder's. Inputs of at most ``chunk_frames`` frames are converted in one pass.
+
+    ``mel_to_wave``: a fused backend (:class:`MelToWaveBackend`, e.g. an exported ONNX graph) run
+    instead of the generator and vocoder by ``convert``/``convert_file``/``convert_files``
+    (see the module docstring); its MelConfig must be ``mel_config``.
     """
 
     def __init__(
@@ -179,6 +216,7 @@ class VoiceConverter:
         source: str | os.PathLike[str] | None = None,
         preparation: Preparation | None = None,
         output_level: OutputLevel = "input",
+        mel_to_wave: MelToWaveBackend | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -227,6 +265,12 @@ class VoiceConverter:
             vocoder = vocoder.to(self.device)
         self.vocoder: Vocoder = vocoder
         self.logmel = LogMel(mel_config).to(self.device)
+        if mel_to_wave is not None:
+            if self.device.type != "cpu":
+                raise ConfigError(f"the {mel_to_wave.describe()} backend runs on the CPU; use device='cpu'")
+            mel_config.check_same(mel_to_wave.mel_config, what=mel_to_wave.describe())
+            self.roles(mel_to_wave.direction)
+        self.mel_to_wave = mel_to_wave
 
     # ------------------------------------------------------------- building
     @classmethod
@@ -237,9 +281,20 @@ class VoiceConverter:
         vocoder: Vocoder | str | os.PathLike[str] = "griffinlim",
         precision: str = "auto",
         statistics_only: bool = False,
+        *,
+        backend: str = "torch",
+        onnx_path: str | os.PathLike[str] | None = None,
+        onnx_threads: int | None = None,
         **options: Any,
     ) -> VoiceConverter:
         """Everything from one training checkpoint (``weights_only`` loading).
+
+        ``backend="onnx"`` runs the graph ``onnx_path`` (written by ``voiceconv-export``
+        for this checkpoint) with onnxruntime on ``onnx_threads`` intra-op threads instead
+        of the PyTorch generator and vocoder (see the module docstring). The graph must
+        have been made for this checkpoint's MelConfig (:class:`MelConfigMismatch`
+        naming the fields), speakers and statistics (:class:`ConfigError`); without
+        onnxruntime a :class:`ConfigError` names the extra to install.
 
         ``statistics_only``: leave the generator out, so that each mel bin's mean and
         variance are moved from the source speaker's to the target's and nothing else
@@ -248,6 +303,14 @@ class VoiceConverter:
         missing, corrupt, not a training checkpoint, or holds unusable entries, and
         :class:`~voiceconv.errors.MelConfigMismatch` for a vocoder made for other mels.
         """
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "onnx" and onnx_path is None:
+            raise ConfigError("backend='onnx' needs onnx_path (a graph written by voiceconv-export)")
+        if backend != "onnx" and (onnx_path is not None or onnx_threads is not None):
+            raise ConfigError("onnx_path and onnx_threads need backend='onnx'")
+        if backend == "onnx" and statistics_only:
+            raise ConfigError("statistics_only needs backend='torch' (an exported graph holds the generator)")
         path = Path(path)
         ckpt = load_checkpoint(path, map_location="cpu")
         try:
@@ -273,6 +336,12 @@ class VoiceConverter:
             raise CheckpointError(path, f"weights do not fit the model: {first}") from None
         speakers = {str(k): str(v) for k, v in dict(ckpt.get("speakers") or {}).items()}
         options.setdefault("preparation", _checkpoint_preparation(ckpt, path))
+        if backend == "onnx":
+            from voiceconv.conversion.onnx_backend import OnnxMelToWave
+
+            graph = OnnxMelToWave(onnx_path, threads=onnx_threads, mel_config=mel_config)  # type: ignore[arg-type]
+            graph.check_checkpoint(stats, speakers or {"A": "A", "B": "B"}, path)
+            options["mel_to_wave"] = graph
         if isinstance(vocoder, str | os.PathLike):
             vocoder = load_vocoder(vocoder, mel_config, _resolve_device(device))
         else:
@@ -295,6 +364,18 @@ class VoiceConverter:
             return DIRECTIONS[direction]
         except KeyError:
             raise ConfigError(f"direction must be 'a2b' or 'b2a', got {direction!r}") from None
+
+    def _check_direction(self, direction: str) -> None:
+        """A valid direction, and the backend's when a fused backend is set."""
+        self.roles(direction)
+        if self.mel_to_wave is not None and direction != self.mel_to_wave.direction:
+            raise ConfigError(
+                f"{self.mel_to_wave.describe()} converts {self.mel_to_wave.direction} only, asked for {direction}"
+            )
+
+    def describe_backend(self) -> str:
+        """``"torch"`` or ``"onnx <graph>"``."""
+        return "torch" if self.mel_to_wave is None else f"onnx {self.mel_to_wave.describe()}"
 
     def describe_direction(self, direction: str) -> str:
         """``"slt -> bdl"`` style description of ``direction``."""
@@ -419,9 +500,24 @@ class VoiceConverter:
     def _convert_wave(self, wav: np.ndarray, direction: str, source: Path | None = None) -> np.ndarray:
         """Checked mono waveform at the MelConfig rate -> converted waveform, same length."""
         prepared = self.prepare_for_model(wav, source)
+        if self.mel_to_wave is not None:
+            log_mel = self.analyse(prepared.wav)
+            return self.finish(prepared, self._mel_to_wave(log_mel, prepared.wav.shape[-1], source), source)
         conv = self.convert_mel(self.analyse(prepared.wav), direction)
         assert isinstance(conv, Tensor)
         return self._vocode_prepared(prepared, conv, source)
+
+    def _mel_to_wave(self, log_mel: Tensor, n_samples: int, source: Path | None = None) -> np.ndarray:
+        """Source log-mels ``(n_mels, T)`` -> converted waveform ``(n_samples,)`` through the
+        fused backend, window by window when long (see the module docstring)."""
+        assert self.mel_to_wave is not None
+        context = self.context_frames + self.vocoder_context_frames
+        context = -(-context // TIME_MULTIPLE) * TIME_MULTIPLE
+        wav = vocode_chunked(
+            self.mel_to_wave, log_mel, n_samples, self.mel_config.hop_length, self.chunk_frames, context,
+            align_sign=False, multiple=TIME_MULTIPLE,
+        )
+        return _limit_peak(wav.numpy(), source)
 
     # ------------------------------------------------------------ public API
     def convert(
@@ -434,7 +530,7 @@ class VoiceConverter:
         :class:`~voiceconv.errors.AudioError` for NaN/inf, silent, too short input,
         integer samples or an impossible rate.
         """
-        self.roles(direction)
+        self._check_direction(direction)
         return self._convert_wave(self.prepare(wav, sr), direction), self.sample_rate
 
     def _load(self, src: Path) -> np.ndarray:
@@ -474,7 +570,7 @@ class VoiceConverter:
         itself, and keeps an existing ``dst`` (:class:`OutputExists`) unless
         ``overwrite``. Returns ``dst``.
         """
-        self.roles(direction)
+        self._check_direction(direction)
         src = Path(src)
         dst = self.check_output(src, dst, overwrite)
         return save_audio(dst, self._convert_path(src, direction), self.sample_rate, overwrite=overwrite)
@@ -509,7 +605,7 @@ class VoiceConverter:
         a time in chunks. ``on_result`` is called with each result as soon as it is
         known.
         """
-        self.roles(direction)
+        self._check_direction(direction)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         if max_pad_fraction < 0:
@@ -564,8 +660,10 @@ class VoiceConverter:
             except Exception as exc:
                 fail(i, exc, dst)
 
-        short = sorted((it for it in items if it.frames <= self.chunk_frames), key=lambda it: it.frames)
-        long = [it for it in items if it.frames > self.chunk_frames]
+        # a fused backend converts one file at a time (no batched generator pass)
+        batched = self.mel_to_wave is None
+        short = sorted((it for it in items if batched and it.frames <= self.chunk_frames), key=lambda it: it.frames)
+        long = [it for it in items if not batched or it.frames > self.chunk_frames]
         for group in _groups(short, batch_size, max_pad_fraction):
             loaded = []
             for it in group:
@@ -682,9 +780,11 @@ def _limit_peak(wav: np.ndarray, source: Path | None = None) -> np.ndarray:
 
 
 __all__ = [
+    "BACKENDS",
     "DIRECTIONS",
     "PRECISIONS",
     "FileResult",
+    "MelToWaveBackend",
     "OutputExists",
     "VoiceConverter",
 ]

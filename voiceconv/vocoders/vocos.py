@@ -34,7 +34,12 @@ Deviations from the paper and the reference implementation, and why:
   the backbone can predict) can. The running sum carries an arbitrary, inaudible phase
   offset forward; every other quantity still depends on a bounded neighbourhood, and a
   stream keeps the running phase as its only state. Training drops the absolute-phase
-  term of the phase loss for it (a segment starts the sum at an arbitrary offset).
+  term of the phase loss for it (a segment starts the sum at an arbitrary offset). The
+  sum is taken in float64 and wrapped to [0, 2 pi) before float32: it grows by up to
+  ``pi * hop / 2`` rad per frame (1e5 rad within 4 s at hop 256), where float32 keeps only
+  0.01 to 0.1 rad, so a float32 sum made the waveform depend on the rounding of its
+  input (a 1e-7 relative change of the mels moved the samples by 1.7e-4 over 341
+  frames; 2.6e-6 with the float64 sum), and no second implementation (ONNX) could match it.
   Limitation: conversion vocodes inputs longer than 2048 frames in windows
   (:func:`~voiceconv.conversion.chunking.vocode_chunked`), and each window starts its own
   running sum, so the 2-hop cross-fades there join pieces with different phase offsets.
@@ -275,11 +280,15 @@ class VocosGenerator(SavableModule):
             log_mag = log_mag + self.log_magnitude_prior(log_mel).to(log_mag.dtype)
         running = None
         if self.phase_mode == "integrated":
-            summed = torch.cumsum(self._advance(log_mag.detach().float())
-                                  + out[:, 2 * self.n_freq :].float(), dim=-1)
+            # The running sum reaches 1e5..1e6 rad within a window (up to pi * hop / 2 per frame
+            # and bin), where float32 keeps 0.01..0.1 rad of it: summed in float64 and wrapped
+            # to [0, 2 pi) before float32 (only cos and sin of the phase are used).
+            summed = torch.cumsum(self._advance(log_mag.detach().double())
+                                  + out[:, 2 * self.n_freq :].double(), dim=-1)
             if phase_start is not None:
-                summed = summed + phase_start[..., None]
-            phase = phase.float() + summed
+                summed = summed + phase_start.double()[..., None]
+            summed = torch.remainder(summed, 2.0 * math.pi)
+            phase = phase.float() + summed.float()
             running = summed[..., -1]
         return log_mag.clamp(max=self.log_clip), phase, running
 
