@@ -180,3 +180,40 @@ def test_list_devices(monkeypatch, capsys) -> None:
 def test_console_script() -> None:
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["voiceconv-stream"] == "voiceconv.cli.stream:main"
+
+
+def test_file_mode_with_the_real_streaming_converter(tmp_path: Path, capsys) -> None:
+    """A tiny streaming checkpoint and Vocos through the real chain: the written file is
+    as long as its input and equals the offline conversion of the level-set input."""
+    import torch
+    from conversion_tiny import TINY_MEL, TINY_MODEL, speech_like, write_checkpoint
+
+    from voiceconv.audio.mel import LogMel
+    from voiceconv.conversion.streaming import StreamingConverter
+    from voiceconv.models.base import model_payload
+    from voiceconv.models.vc import build_vc_model
+    from voiceconv.vocoders.vocos import VocosGenerator
+
+    torch.manual_seed(0)
+    model = build_vc_model("maskcyclegan_vc_stream_small", **TINY_MODEL).eval()
+    ckpt = write_checkpoint(tmp_path / "vc.ckpt", model=model)
+    vocos = VocosGenerator(TINY_MEL.to_dict(), dim=16, intermediate_dim=32, num_layers=2,
+                           magnitude_prior=True, phase="integrated", lookahead=2).eval()
+    torch.save(model_payload(vocos), tmp_path / "vocos.ckpt")
+    x = speech_like(1.0, seed=3)
+    src = tmp_path / "in" / "x.wav"
+    src.parent.mkdir()
+    sf.write(src, x, TINY_MEL.sample_rate, subtype="FLOAT")
+    rc = main(["--checkpoint", str(ckpt), "--direction", "a2b", "--vocoder", str(tmp_path / "vocos.ckpt"),
+               "--threads", "1", "--gain", "0.5", "--input", str(src), "--out", str(tmp_path / "out")])
+    assert rc == 0
+    cap = capsys.readouterr()
+    assert "mode exact" in cap.out + cap.err
+    y, sr = sf.read(tmp_path / "out" / "x.wav", dtype="float32")
+    assert sr == TINY_MEL.sample_rate and y.shape == x.shape
+    sc = StreamingConverter.from_checkpoint(ckpt, vocoder=tmp_path / "vocos.ckpt")
+    with torch.inference_mode():
+        mel = LogMel(TINY_MEL)(torch.from_numpy(x * 0.5))[None]
+        conv = sc._tgt.denormalize(model.g_ab(sc._src.normalize(mel), torch.ones_like(mel)))
+        ref = vocos(conv)[0].numpy()[: x.shape[0]]
+    assert np.abs(y - ref).max() < 1e-3 * np.abs(ref).max() + 2 / 32768  # the file is 16-bit or float

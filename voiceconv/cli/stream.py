@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "except with --list-devices")
     p.add_argument("--direction", choices=sorted(DIRECTIONS),
                    help="a2b: speaker A to B; b2a: B to A (required except with --list-devices)")
-    p.add_argument("--vocoder", metavar="V", help="vocoder spec or checkpoint (default: the converter's)")
+    p.add_argument("--vocoder", metavar="V", help="a Vocos checkpoint trained to stream (voiceconv-train-vocoder model=vocos_stream_small); required")
     p.add_argument("--block-ms", type=float, metavar="MS", help="block length in ms (default: the converter's)")
     p.add_argument("--mode", default="auto", choices=("auto", "exact", "window"),
                    help="streaming mode of the converter (default auto)")

@@ -69,6 +69,7 @@ from torch import Tensor
 
 from voiceconv.audio.mel import MelConfig
 from voiceconv.audio.mel_stream import StreamingLogMel
+from voiceconv.audio.preparation import Preparation
 from voiceconv.audio.stats import SpeakerStats
 from voiceconv.conversion.converter import DIRECTIONS, VoiceConverter
 from voiceconv.errors import ConfigError
@@ -229,7 +230,7 @@ class StreamingConverter:
                  vocoder: VocosGenerator, direction: str = "a2b", *, block_ms: float = DEFAULT_BLOCK_MS,
                  mode: str = "auto", gain: float = 1.0, context: int = 64, lookahead: int = 4,
                  crossfade: int = 2, speakers: Mapping[str, str] | None = None,
-                 source: str | None = None) -> None:
+                 source: str | None = None, preparation: Preparation | None = None) -> None:
         if direction not in DIRECTIONS:
             raise ConfigError(f"direction must be 'a2b' or 'b2a', got {direction!r}")
         if mode not in MODES:
@@ -253,6 +254,9 @@ class StreamingConverter:
         self._src, self._tgt = stats[src], stats[tgt]
         self.speakers = dict(speakers) if speakers else {"A": "A", "B": "B"}
         self.source = source
+        #: the checkpoint's trimming and level rule: not applied by the stream (it has no whole
+        #: recording), but file mode's ``--gain auto`` measures each file with it
+        self.preparation = preparation if preparation is not None else Preparation()
         generator = model.g_ab if direction == "a2b" else model.g_ba
         streams = getattr(generator, "lookahead", None) is not None
         self.mode = ("exact" if streams else "window") if mode == "auto" else mode
@@ -289,7 +293,8 @@ class StreamingConverter:
             raise ConfigError(f"{vocoder}: streaming needs a Vocos vocoder (model=vocos_stream_small), "
                               f"this one is a {type(net).__name__}")
         return cls(vc.model, vc.mel_config, vc.stats, net, direction, block_ms=block_ms, mode=mode,
-                   gain=gain, speakers=vc.speakers, source=str(Path(checkpoint)), **options)
+                   gain=gain, speakers=vc.speakers, source=str(Path(checkpoint)),
+                   preparation=vc.preparation, **options)
 
     # ------------------------------------------------------------------ streaming
     def reset(self) -> None:
