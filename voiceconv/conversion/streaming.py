@@ -36,6 +36,12 @@ vocoder must stream too (a Vocos trained with ``lookahead``, ``vocos_stream_smal
 Griffin-Lim iterates over the whole signal and a Vocos with symmetric padding needs
 +-21 frames of future.
 
+``backend="onnx"`` runs the exact mode's generator and Vocos as ONE exported ONNX graph per
+4-frame step (``voiceconv-export-stream``; the graph, its states and its boundary are
+described in :mod:`voiceconv.conversion.onnx_stream`) with onnxruntime; the log-mel front
+end and the iSTFT's overlap-add stay here, and push/flush give the same lengths, latency and
+(to float rounding) samples as ``backend="torch"``.
+
 Conventions:
 
 * The output stream is aligned with the input: after :meth:`flush` as many samples came out
@@ -80,6 +86,7 @@ from voiceconv.vocoders.base import load_vocoder
 from voiceconv.vocoders.vocos import VocosGenerator, VocosStream
 
 MODES = ("auto", "exact", "window")
+BACKENDS = ("torch", "onnx")
 #: default block: 4 hops at the default MelConfig (1024 samples, 46.4 ms at 22.05 kHz)
 DEFAULT_BLOCK_MS = 46.4
 
@@ -224,17 +231,27 @@ class StreamingConverter:
         gain: input multiplier (a stream cannot be level-set from the whole recording).
         context, lookahead, crossfade: the window mode's frames of past context, future
             context and seam cross-fade.
+        backend: ``"torch"`` or ``"onnx"`` (exact mode only: the graph ``onnx_path`` written by
+            ``voiceconv-export-stream`` for this checkpoint and direction, run by onnxruntime
+            with ``onnx_threads`` intra-op threads).
     """
 
     def __init__(self, model: CycleGAN, mel_config: MelConfig, stats: Mapping[str, SpeakerStats],
                  vocoder: VocosGenerator, direction: str = "a2b", *, block_ms: float = DEFAULT_BLOCK_MS,
                  mode: str = "auto", gain: float = 1.0, context: int = 64, lookahead: int = 4,
                  crossfade: int = 2, speakers: Mapping[str, str] | None = None,
-                 source: str | None = None, preparation: Preparation | None = None) -> None:
+                 source: str | None = None, preparation: Preparation | None = None,
+                 backend: str = "torch", onnx_path: str | os.PathLike[str] | None = None,
+                 onnx_threads: int | None = None) -> None:
         if direction not in DIRECTIONS:
             raise ConfigError(f"direction must be 'a2b' or 'b2a', got {direction!r}")
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if (backend == "onnx") != (onnx_path is not None):
+            raise ConfigError("backend 'onnx' needs onnx_path (a graph from voiceconv-export-stream), "
+                              "and onnx_path goes with backend 'onnx'")
         if not np.isfinite(gain) or gain <= 0:
             raise ConfigError(f"gain must be a positive number, got {gain}")
         if not isinstance(vocoder, VocosGenerator):
@@ -268,6 +285,18 @@ class StreamingConverter:
         self._mel = StreamingLogMel(mel_config)
         self._voc = VocosStream(vocoder)
         self._vocoder_lookahead = int(vocoder.lookahead or 0)
+        self.backend = backend
+        self._step: Any = None  # the ONNX backend's StepStream: generator + Vocos in one graph
+        if backend == "onnx":
+            if self.mode != "exact":
+                raise ConfigError("backend 'onnx' runs the exact mode's step graph; it needs a generator "
+                                  "trained to stream (model=maskcyclegan_vc_stream_small)")
+            from voiceconv.conversion.onnx_stream import OnnxStreamStep, StepStream
+
+            assert onnx_path is not None
+            graph = OnnxStreamStep(onnx_path, threads=onnx_threads, mel_config=mel_config)
+            graph.check_converter(direction, stats, self.speakers, source)
+            self._step = StepStream(graph, graph.spec)
         self.reset()
         self.latency_samples = self._measure_latency()
         self.reset()
@@ -277,9 +306,11 @@ class StreamingConverter:
     def from_checkpoint(cls, checkpoint: str | os.PathLike[str], direction: str = "a2b",
                         vocoder: str | os.PathLike[str] | None = None, block_ms: float = DEFAULT_BLOCK_MS,
                         mode: str = "auto", gain: float = 1.0, threads: int | None = None,
-                        **options: Any) -> StreamingConverter:
+                        backend: str = "torch", onnx_path: str | os.PathLike[str] | None = None,
+                        onnx_threads: int | None = None, **options: Any) -> StreamingConverter:
         """Model, MelConfig and statistics from a training checkpoint, the streaming Vocos from
-        a vocoder checkpoint. ``threads`` sets torch's CPU threads (process-wide)."""
+        a vocoder checkpoint. ``threads`` sets torch's CPU threads (process-wide);
+        ``backend="onnx"`` runs the step graph ``onnx_path`` (see the class)."""
         if vocoder is None:
             raise ConfigError("streaming needs --vocoder: a Vocos checkpoint trained to stream "
                               "(voiceconv-train-vocoder model=vocos_stream_small)")
@@ -294,7 +325,8 @@ class StreamingConverter:
                               f"this one is a {type(net).__name__}")
         return cls(vc.model, vc.mel_config, vc.stats, net, direction, block_ms=block_ms, mode=mode,
                    gain=gain, speakers=vc.speakers, source=str(Path(checkpoint)),
-                   preparation=vc.preparation, **options)
+                   preparation=vc.preparation, backend=backend, onnx_path=onnx_path,
+                   onnx_threads=onnx_threads, **options)
 
     # ------------------------------------------------------------------ streaming
     def reset(self) -> None:
@@ -302,6 +334,8 @@ class StreamingConverter:
         self._gen.reset()
         self._mel.reset()
         self._voc.reset()
+        if self._step is not None:
+            self._step.reset()
         self._buf = np.zeros(0, dtype=np.float32)
         self._n_in = 0
         self._n_out = 0
@@ -321,6 +355,8 @@ class StreamingConverter:
     def _block(self, block: np.ndarray) -> Tensor:
         torch.set_flush_denormal(True)
         mel = self._mel.push(block * self.gain)
+        if self._step is not None:  # ONNX: statistics, generator and Vocos in the graph
+            return self._step.push(mel)
         y = self._convert_frames(mel)
         return self._voc.push(y) if y.shape[-1] else torch.zeros(0)
 
@@ -342,6 +378,11 @@ class StreamingConverter:
         """The rest of the stream; afterwards as many samples came out as went in."""
         pieces = [self._block(self._buf)] if self._buf.shape[0] else []
         self._buf = np.zeros(0, dtype=np.float32)
+        if self._step is not None:
+            if self._n_in > self._mel.half:
+                pieces.append(self._step.push(self._mel.flush()))
+            pieces.append(self._step.flush())
+            return self._finish(pieces)
         y = self._convert_frames(self._mel.flush()) if self._n_in > self._mel.half else None
         if y is not None:
             if y.shape[-1]:
@@ -350,6 +391,9 @@ class StreamingConverter:
             if tail.shape[-1]:
                 pieces.append(self._voc.push(self._tgt.denormalize(tail[None])[0]))
         pieces.append(self._voc.flush())
+        return self._finish(pieces)
+
+    def _finish(self, pieces: list[Tensor]) -> np.ndarray:
         out = self._out(torch.cat(pieces), limit=self._n_in)
         if self._n_out < self._n_in:  # a stream shorter than one analysis window: silence
             pad = np.zeros(self._n_in - self._n_out, dtype=np.float32)
@@ -378,14 +422,18 @@ class StreamingConverter:
 
     def state_size(self) -> int:
         """Frames and samples held between pushes (bounded: it does not grow with the stream)."""
-        return (self._gen.state_frames() + state_frames(self._voc.gen) + self._buf.shape[0]
-                + self._mel._buf.shape[0] + sum(m.shape[-1] for m in self._voc._mels))
+        front = self._buf.shape[0] + self._mel._buf.shape[0]
+        if self._step is not None:
+            return front + self._step.state_frames()
+        return (self._gen.state_frames() + state_frames(self._voc.gen) + front
+                + sum(m.shape[-1] for m in self._voc._mels))
 
     def describe(self) -> str:
         src, tgt = DIRECTIONS[self.direction]
         return (f"{self.speakers.get(src, src)} -> {self.speakers.get(tgt, tgt)}, mode {self.mode}, "
                 f"block {1000 * self.block_samples / self.sample_rate:.1f} ms ({self.block_frames} frames), "
-                f"algorithmic latency {self.latency_ms:.1f} ms, gain {self.gain:g}")
+                f"algorithmic latency {self.latency_ms:.1f} ms, gain {self.gain:g}"
+                + (", onnxruntime" if self._step is not None else ""))
 
 
-__all__ = ["DEFAULT_BLOCK_MS", "MODES", "StreamingConverter"]
+__all__ = ["BACKENDS", "DEFAULT_BLOCK_MS", "MODES", "StreamingConverter"]

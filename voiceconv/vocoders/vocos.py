@@ -269,11 +269,14 @@ class VocosGenerator(SavableModule):
         return x
 
     def head_spectrum(self, features: Tensor, log_mel: Tensor,
-                      phase_start: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+                      phase_start: Tensor | None = None,
+                      keep: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
         """The head on backbone ``features`` of the frames of ``log_mel`` (same length):
         ``(log_magnitude, phase, running)``. With ``phase="integrated"``, ``phase_start``
         ``(B, n_freq)`` continues the phase's running sum (a stream's one piece of state;
-        it starts at 0) and ``running`` is its value after the last frame (else None)."""
+        it starts at 0) and ``running`` is its value after the last frame (else None).
+        ``keep`` (``(T,)``, 1 or 0): frames whose phase advance enters the running sum
+        (a fixed-shape stream step masks its warm-up frames; None: all, the same numbers)."""
         out = self.head(self.final_norm(features.transpose(1, 2))).transpose(1, 2)
         log_mag, phase = out[:, : self.n_freq], out[:, self.n_freq : 2 * self.n_freq]
         if self.magnitude_prior:
@@ -283,8 +286,10 @@ class VocosGenerator(SavableModule):
             # The running sum reaches 1e5..1e6 rad within a window (up to pi * hop / 2 per frame
             # and bin), where float32 keeps 0.01..0.1 rad of it: summed in float64 and wrapped
             # to [0, 2 pi) before float32 (only cos and sin of the phase are used).
-            summed = torch.cumsum(self._advance(log_mag.detach().double())
-                                  + out[:, 2 * self.n_freq :].double(), dim=-1)
+            increments = self._advance(log_mag.detach().double()) + out[:, 2 * self.n_freq :].double()
+            if keep is not None:
+                increments = increments * keep.double()
+            summed = torch.cumsum(increments, dim=-1)
             if phase_start is not None:
                 summed = summed + phase_start.double()[..., None]
             summed = torch.remainder(summed, 2.0 * math.pi)
@@ -373,6 +378,13 @@ class StreamingISTFT:
         self._env = torch.zeros(keep)
         self._skip = self.istft.n_fft // 2  # the centre padding, cut from the start
         self.frames = 0
+
+    def push_frames(self, frames: Tensor) -> Tensor:
+        """Samples finished by windowed iSTFT frames ``(n_fft, k)`` (``basis @ [real; imag]``,
+        what :meth:`push` computes first; an exported stream step outputs them)."""
+        if frames.shape[-1] == 0:
+            return torch.zeros(0)
+        return self._add(frames)
 
     def _add(self, frames: Tensor) -> Tensor:
         """Overlap-add ``(n_fft, k)`` frames onto the carry; returns the finished ``k * hop`` samples."""
