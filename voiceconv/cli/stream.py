@@ -8,6 +8,10 @@ writes each input's converted span to ``OUT/<stem>.wav`` (atomically; without
     voiceconv-stream --checkpoint runs/slt2bdl/checkpoints/last.ckpt --direction a2b \\
         --input a.wav b.flac --out converted/ --min-seconds 600 --report-json stream.json
 
+``--backend onnx --onnx step.onnx`` runs the exact mode's generator and Vocos as the ONNX
+step graph written by ``voiceconv-export-stream`` (onnxruntime, ``--onnx-threads``); the
+output and latency are the PyTorch stream's (to float rounding).
+
 It prints one line per file written and a summary: compute per block (median,
 p99), real-time factor, deadline misses (blocks whose compute took longer than the
 block lasts), algorithmic latency and resident memory (at 10 % and at the end of
@@ -69,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input gain of the converter; files: 'auto' sets each file to the level the "
                         "model was trained at (default: the converter's, 1)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for the converter")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx"),
+                   help="torch (default) or onnx: the exact mode's step graph from voiceconv-export-stream, "
+                        "run by onnxruntime (needs the onnx extra)")
+    p.add_argument("--onnx", type=Path, metavar="FILE.onnx", help="the step graph for --backend onnx")
+    p.add_argument("--onnx-threads", type=int, metavar="N", help="onnxruntime intra-op threads (--backend onnx)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", nargs="+", metavar="FILE",
                      help="files, folders or quoted globs, streamed one after another")
@@ -118,6 +127,15 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return "--gain auto needs whole files (--input / --input-list); give a number with --live"
     if isinstance(args.gain, float) and not (math.isfinite(args.gain) and args.gain > 0):
         return f"--gain must be a positive number or auto, got {args.gain}"
+    if args.backend == "onnx" and args.onnx is None:
+        return "--backend onnx needs --onnx FILE.onnx (voiceconv-export-stream writes one)"
+    for flag, value in (("--onnx", args.onnx), ("--onnx-threads", args.onnx_threads)):
+        if value is not None and args.backend != "onnx":
+            return f"{flag} goes with --backend onnx"
+    if args.backend == "onnx" and args.mode == "window":
+        return "--backend onnx runs the exact mode (a generator trained to stream); not --mode window"
+    if args.onnx_threads is not None and args.onnx_threads < 1:
+        return f"--onnx-threads must be >= 1, got {args.onnx_threads}"
     if args.threads is not None and args.threads < 1:
         return f"--threads must be >= 1, got {args.threads}"
     if args.block_ms is not None and not args.block_ms > 0:
@@ -134,9 +152,11 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
 def _converter_options(args: argparse.Namespace) -> dict[str, Any]:
     """``from_checkpoint`` keywords: the ones given (the converter keeps its defaults)."""
     opts: dict[str, Any] = {"direction": args.direction, "mode": args.mode}
-    for key in ("vocoder", "block_ms", "gain", "threads"):
+    for key in ("vocoder", "block_ms", "gain", "threads", "onnx_threads"):
         if getattr(args, key) is not None:
             opts[key] = getattr(args, key)
+    if args.backend != "torch":
+        opts["backend"], opts["onnx_path"] = args.backend, args.onnx
     if opts.get("gain") == "auto":
         del opts["gain"]  # per file, by the runner (the converter keeps gain 1)
     return opts
