@@ -39,7 +39,11 @@ Choices, and why:
   absolute sample difference) :class:`~voiceconv.errors.ExportParityError` and nothing is
   written. As for the offline graph the stream is cut to ``check_frames`` frames: the
   integrated phase sums float32 differences of the two implementations' products (~1e-7
-  rad per frame) into a slow, inaudible drift of the phase offset.
+  rad per frame) into a slow, inaudible drift of the phase offset. Measured with the demo's
+  ``maskcyclegan_vc_stream_small`` + ``vocos_stream_small`` on 50 s of the corpus' speech:
+  max |diff| 1.4e-5, 3.7e-5, 1.5e-4, 2.7e-4, 2.9e-4 after 2, 5, 10, 20, 40 s, while the
+  log-mels of the two outputs differ by 4e-5 on average (their std 2.1); the PyTorch step
+  module itself (the graph's computation, run eagerly) matches the PyTorch stream to 5e-8.
 """
 
 from __future__ import annotations
