@@ -194,8 +194,8 @@ class StreamStep(nn.Module):
         """Per context: which of ``context + 4`` Vocos input positions exist (``>= 0``)."""
         n = os_.STEP_FRAMES
         out = {}
-        for _, m in self._convs:
-            if m.context not in out:
+        for name, m in self._convs:
+            if name.startswith("voc.") and m.context not in out:
                 pos = torch.arange(m.context + n, dtype=torch.int64) - m.context + voc_start
                 out[m.context] = pos >= 0
         return out
