@@ -18,7 +18,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from voiceconv.audio.mel import MelConfig
 from voiceconv.cli.train import conf_dir, run
-from voiceconv.models.streaming import ChannelNorm
+from voiceconv.models.streaming import CausalConv2d
 from voiceconv.models.vc import CycleGANVC2, MaskCycleGANVC
 from voiceconv.training.checkpoint import load_checkpoint
 from voiceconv.training.vc_trainer import TrainerSettings
@@ -75,12 +75,13 @@ def test_model_configs_build_the_named_model(name):
     # the papers' loss weights: cycle 10, identity 5 for the first 10^4 iterations
     assert (hp["lambda_cycle"], hp["lambda_identity"], hp["identity_steps"]) == (10.0, 5.0, 10000)
     assert model.identity_weight(9999) == 5.0 and model.identity_weight(10000) == 0.0
-    # only the streaming variant's generators are causal with channel norm; its discriminators
-    # are the small model's
+    # only the streaming variant's generators are causal with batch norm; its discriminators
+    # are the small model's (instance norm)
     streams = name.endswith("_stream_small")
-    assert (model.g_ab.lookahead, hp["generator_norm"]) == ((4, "channel") if streams else (None, None))
-    assert any(isinstance(m, ChannelNorm) for m in model.g_ab.modules()) is streams
-    assert not any(isinstance(m, ChannelNorm) for m in model.d_a.modules())
+    assert (model.g_ab.lookahead, hp["generator_norm"]) == ((4, "batch") if streams else (None, None))
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.g_ab.modules()) is streams
+    assert any(isinstance(m, CausalConv2d) for m in model.g_ab.modules()) is streams
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.d_a.modules())
 
 
 def test_optimizers_are_the_papers_adam_with_own_rates():

@@ -19,7 +19,7 @@ each stage made to stream:
 Two ways to stream the generator (``mode``):
 
 * ``"exact"`` — a generator trained to stream (``model=maskcyclegan_vc_stream_small``:
-  causal convolutions, channel norm, ``lookahead`` frames of future context; see
+  causal convolutions, batch norm with its running statistics, ``lookahead`` frames of future context; see
   :mod:`voiceconv.models.streaming`). Each layer keeps the frames it still needs, so the
   stream computes every frame once and gives exactly the offline output of that model
   (to float rounding). No seams, so nothing to cross-fade.

@@ -6,8 +6,8 @@ numbers of a whole-input pass when three things hold:
 1. every convolution is *causal* along time (all its padding on the left, zeros), so an
    output frame never needs a frame that has not arrived;
 2. every normalisation uses statistics that do not depend on the rest of the input
-   (:class:`ChannelNorm`: over the channels at each position; instance norm over the
-   time axis does not qualify);
+   (batch norm at inference, with its running statistics; :class:`ChannelNorm`, over the
+   channels at each position; instance norm over the time axis does not qualify);
 3. each convolution remembers its last ``(kernel - 1) * dilation`` input frames (and, for a
    strided one, the frames not yet consumed) between pieces: :class:`CausalConv1d` /
    :class:`CausalConv2d` inside :func:`streaming`.
