@@ -49,7 +49,8 @@ def offline(model, vocoder, wav: np.ndarray, gain: float = 1.0) -> np.ndarray:
     with torch.inference_mode():
         mel = LogMel(TINY_MEL)(torch.from_numpy(wav * gain))[None]
         y = model.g_ab(STATS["A"].normalize(mel), torch.ones_like(mel))
-        return np.clip(vocoder(STATS["B"].denormalize(y))[0].numpy()[: wav.shape[0]], -1, 1)
+        # back at the input's level, as the stream (and offline conversion) does by default
+        return np.clip(vocoder(STATS["B"].denormalize(y))[0].numpy()[: wav.shape[0]] / gain, -1, 1)
 
 
 def test_streaming_log_mel_equals_the_whole_signal():

@@ -34,7 +34,6 @@ import contextlib
 import math
 import os
 import resource
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -129,14 +128,28 @@ class BlockTimer:
     """Collects :class:`BlockTiming` rows and summarises them (shared by the file and
     live modes, so both report the same numbers in the same way)."""
 
-    def __init__(self, sample_rate: int) -> None:
+    def __init__(self, sample_rate: int, capacity: int = 4096) -> None:
         self.sample_rate = sample_rate
-        self.compute: list[float] = []
-        self.cpu: list[float] = []
-        self.rtf: list[float] = []
+        # (compute s, cpu s, rtf) per push in a buffer written through at once, so that the
+        # records do not show up as memory growth of the stream being measured
+        self._rows = np.full((max(int(capacity), 16), 3), np.nan)
+        self._n = 0
         self.samples = 0
         self.misses = 0
         self.nonempty = 0
+
+    @property
+    def compute(self) -> np.ndarray:
+        return self._rows[: self._n, 0]
+
+    @property
+    def cpu(self) -> np.ndarray:
+        return self._rows[: self._n, 1]
+
+    @property
+    def rtf(self) -> np.ndarray:
+        rtf = self._rows[: self._n, 2]
+        return rtf[~np.isnan(rtf)]
 
     def timed_push(self, converter: StreamingConverterLike, piece: np.ndarray) -> tuple[np.ndarray, BlockTiming]:
         """``converter.push(piece)``, timed; returns its output and the timing row."""
@@ -151,13 +164,14 @@ class BlockTimer:
         """Record one push of ``samples`` that took ``compute_s`` (``cpu_s`` CPU)."""
         duration = samples / self.sample_rate
         missed = samples > 0 and compute_s > duration
-        row = BlockTiming(len(self.compute), samples, compute_s, cpu_s, duration, missed)
-        self.compute.append(compute_s)
-        self.cpu.append(cpu_s)
+        row = BlockTiming(self._n, samples, compute_s, cpu_s, duration, missed)
+        if self._n == self._rows.shape[0]:  # beyond the expected length: double
+            self._rows = np.concatenate([self._rows, np.full_like(self._rows, np.nan)])
+        self._rows[self._n] = (compute_s, cpu_s, compute_s / duration if samples > 0 else np.nan)
+        self._n += 1
         self.samples += samples
         if samples > 0:
             self.nonempty += 1
-            self.rtf.append(compute_s / duration)
             self.misses += missed
         return row
 
@@ -174,8 +188,8 @@ class BlockTimer:
             "compute_median_ms": ms * float(np.median(compute)) if has else 0.0,
             "compute_p99_ms": ms * float(np.percentile(compute, 99)) if has else 0.0,
             "compute_max_ms": ms * float(compute.max()) if has else 0.0,
-            "cpu_median_ms": ms * statistics.median(self.cpu) if self.cpu else 0.0,
-            "rtf_median": statistics.median(self.rtf) if self.rtf else 0.0,
+            "cpu_median_ms": ms * float(np.median(self.cpu)) if has else 0.0,
+            "rtf_median": float(np.median(self.rtf)) if self.rtf.size else 0.0,
             "rtf_overall": float(compute.sum()) / seconds if seconds > 0 else 0.0,
             "deadline_misses": self.misses,
         }
@@ -406,7 +420,6 @@ def stream_files(
         wavs.append(wav)
 
     rep = StreamReport(latency_ms=1000.0 * converter.latency_samples / sr, converter=converter.describe())
-    timer = BlockTimer(sr)
     if not loaded:
         rep.files = [r for r in results if r is not None]
         return rep
@@ -419,7 +432,11 @@ def stream_files(
     pass_len = len(stream)
     passes = max(1, math.ceil(min_seconds * sr / pass_len))
     total = passes * pass_len
+    timer = BlockTimer(sr, capacity=2 * math.ceil(total / max(1, int(converter.block_samples))) + 16)
     writing = any(item.output is not None for _, item in loaded)
+    rescaled = any(item.gain != 1.0 for _, item in loaded)
+    if rescaled and hasattr(converter, "clip"):
+        converter.clip = False  # each file's span is brought back to its level below, then clipped
     first = np.empty(pass_len if writing else 0, dtype=np.float32)
     first.fill(0.0)  # touch its pages now, so that RSS growth during the stream is the converter's
 
@@ -474,7 +491,10 @@ def stream_files(
         if item.output is None:
             continue  # no out_dir, or its conflict was reported before the stream
         try:
-            save_audio(item.output, first[item.start:item.start + item.length], sr, overwrite=overwrite)
+            span = first[item.start:item.start + item.length]
+            if rescaled:  # back at the input's level (as offline conversion does), then clipped
+                span = np.clip(span / np.float32(item.gain), -1.0, 1.0)
+            save_audio(item.output, span, sr, overwrite=overwrite)
         except OutputExists as exc:
             report(i, FileResult(item.source, item.output, "skipped", str(exc)))
         except Exception as exc:

@@ -260,6 +260,9 @@ class StreamingConverter:
         if output_level not in ("input", "model"):
             raise ConfigError(f"output_level must be 'input' or 'model', got {output_level!r}")
         self.output_level = output_level
+        #: clip the output to [-1, 1] (file mode turns it off when it sets and restores each
+        #: file's level itself, and clips after)
+        self.clip = True
         if not isinstance(vocoder, VocosGenerator):
             raise ConfigError(f"streaming needs a Vocos vocoder trained to stream "
                               f"(model=vocos_stream_small), got {type(vocoder).__name__}")
@@ -357,7 +360,7 @@ class StreamingConverter:
         if limit is not None:
             out = out[: max(0, limit - self._n_out)]
         self._n_out += out.shape[0]
-        return np.clip(out, -1.0, 1.0)
+        return np.clip(out, -1.0, 1.0) if self.clip else out
 
     @torch.inference_mode()
     def _block(self, block: np.ndarray) -> Tensor:

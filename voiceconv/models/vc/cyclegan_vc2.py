@@ -52,6 +52,14 @@ Deviations, and why:
   multiple of 4 (replicate padding) and crops the output back, so any length works.
 * Weight initialisation is PyTorch's default (the paper does not state one; the
   public re-implementations use the default too).
+* ``lookahead`` (not in the papers; the streaming variant ``maskcyclegan_vc_stream_small``):
+  every time convolution of the generator is causal and the output is read ``lookahead``
+  frames late, so frame ``t`` depends on input frames ``<= t + lookahead`` (the paper's
+  generator sees about +-0.9 s both ways), and its norm is one whose statistics do not depend
+  on the rest of the input (``generator_norm``; batch norm, whose running statistics serve at
+  inference) instead of instance norm over time. Why: a stream of 46 ms blocks with less than
+  200 ms of latency (:mod:`voiceconv.conversion.streaming`). It costs quality (see
+  :data:`voiceconv.models.vc.factory.STREAM_GENERATOR`).
 * Discriminators return raw logits; the LSGAN loss is applied to them by
   :class:`~voiceconv.models.losses.GANLoss` (an LSGAN loss on sigmoid outputs — a
   fault of a public re-implementation — is not the paper's objective).
