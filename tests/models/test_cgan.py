@@ -162,3 +162,39 @@ def test_two_class_gan_draws_the_asked_class_with_diversity() -> None:
     real_std = float(x.std(0).mean())
     for k in (0, 1):
         assert float(out[asked == k].std(0).mean()) > 0.3 * real_std
+
+
+def test_auxiliary_classifier_learns_a_two_class_problem() -> None:
+    # known answer: class 0 = bright left half, class 1 = bright right half (plus noise);
+    # the discriminator loss alone must teach D's auxiliary head to tell them apart
+    torch.manual_seed(0)
+    m = _model(num_classes=2, base_channels=8, aux_weight=1.0, mismatch_weight=0.0)
+    assert m.d_aux is not None and m.g_aux_weight == 1.0 and not m.aux_fake
+    y = torch.arange(32) % 2
+    real = torch.rand(32, 1, 8, 8) * 0.5 - 1
+    real[y == 0, :, :, :4] += 1.5
+    real[y == 1, :, :, 4:] += 1.5
+    fake = m.sample(y)
+    opt = torch.optim.Adam(m.discriminator_parameters(), 2e-3, betas=(0.5, 0.999))
+    for _ in range(60):
+        loss = m.discriminator_loss(real, y, fake)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    acc = float((m.classify(real).argmax(1) == y).float().mean())  # train mode: batch statistics
+    assert acc > 0.95
+    # G's loss carries the cross-entropy of its samples through D's head, and only D's
+    # optimiser sees the head
+    names = {id(p) for p in m.d_aux.parameters()}
+    assert names <= {id(p) for p in m.discriminator_parameters()}
+    assert not names & {id(p) for p in m.generator_parameters()}
+    m.zero_grad(set_to_none=True)
+    m.generator_loss(y).backward()
+    assert all(p.grad is not None for p in m.generator_parameters())
+    with pytest.raises(ConfigError):
+        _model().classify(real)
+
+
+def test_checkpoints_without_aux_weight_load_without_the_head() -> None:
+    hp = ConditionalGAN.upgrade_hparams({"num_classes": 2, "g_norm": "conditional_batch"})
+    assert hp["aux_weight"] == 0.0

@@ -91,7 +91,8 @@ def exp_gans(cfg: DictConfig, out: Path) -> dict[str, Any]:
                               g_norm=str(ec.cgan_g_norm), d_norm=str(ec.cgan_d_norm),
                               spectral_norm=bool(ec.cgan_spectral_norm),
                               d_base_channels=int(ec.cgan_d_width_mult) * w,
-                              mismatch_weight=float(ec.cgan_mismatch_weight))
+                              mismatch_weight=float(ec.cgan_mismatch_weight),
+                              aux_weight=float(ec.get("cgan_aux_weight", 0.0)))
         hist, secs = timed(lambda: fit_cgan(cgan, sets.train, loop_of(cfg, "cgan"), label_index=-1,
                                             d_steps=int(ec.cgan_d_steps)))
         histories["cgan"] = hist
