@@ -113,3 +113,18 @@ def write_hifigan(path: Path, seed: int = 0, source: str | None = None) -> Path:
                            resblock_dilation_sizes=((1, 3),), source=source, source_iters=2)
     save_model(net, path)
     return path
+
+
+def push_pieces(sc, wav: np.ndarray, sizes) -> list[np.ndarray]:
+    """What a streaming converter returns for ``wav`` pushed in ``sizes`` (the rest in one
+    piece), then ``flush()``: one array per call."""
+    out, i = [], 0
+    for k in sizes:
+        if i >= wav.shape[0]:
+            break
+        out.append(sc.push(wav[i : i + k]))
+        i += k
+    if i < wav.shape[0]:
+        out.append(sc.push(wav[i:]))
+    out.append(sc.flush())
+    return out

@@ -16,6 +16,7 @@ import torch
 from conversion_tiny import (
     TINY_MEL,
     TINY_MODEL,
+    push_pieces,
     speech_like,
     tiny_stats,
     write_checkpoint,
@@ -61,15 +62,7 @@ def converter(files: dict, backend: str = "torch", **kw) -> StreamingConverter:
 
 
 def push_all(sc: StreamingConverter, wav: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, list[int]]:
-    out, i = [], 0
-    for k in sizes:
-        if i >= wav.shape[0]:
-            break
-        out.append(sc.push(wav[i : i + k]))
-        i += k
-    if i < wav.shape[0]:
-        out.append(sc.push(wav[i:]))
-    out.append(sc.flush())
+    out = push_pieces(sc, wav, sizes)
     return np.concatenate(out), [o.shape[0] for o in out]
 
 

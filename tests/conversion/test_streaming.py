@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conversion_tiny import TINY_MEL, TINY_MODEL, speech_like, tiny_stats, write_checkpoint
+from conversion_tiny import (
+    TINY_MEL,
+    TINY_MODEL,
+    push_pieces,
+    speech_like,
+    tiny_stats,
+    write_checkpoint,
+)
 
 from voiceconv.audio.mel import LogMel, MelConfig, log_mel
 from voiceconv.audio.mel_stream import StreamingLogMel
@@ -32,16 +39,7 @@ def stream_vocos(seed: int = 0, lookahead: int | None = 2, mel: MelConfig = TINY
 
 
 def push_all(sc: StreamingConverter, wav: np.ndarray, sizes) -> np.ndarray:
-    out, i = [], 0
-    for k in sizes:
-        if i >= wav.shape[0]:
-            break
-        out.append(sc.push(wav[i : i + k]))
-        i += k
-    if i < wav.shape[0]:
-        out.append(sc.push(wav[i:]))
-    out.append(sc.flush())
-    return np.concatenate(out)
+    return np.concatenate(push_pieces(sc, wav, sizes))
 
 
 def offline(model, vocoder, wav: np.ndarray, gain: float = 1.0) -> np.ndarray:

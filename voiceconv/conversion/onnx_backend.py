@@ -78,6 +78,38 @@ def stats_fingerprint(stats: Mapping[str, SpeakerStats]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def open_session(path: Path, threads: int | None, spinning: bool,
+                 denormal_as_zero: bool = False) -> tuple[Any, dict[str, str]]:
+    """An onnxruntime CPU session on ``path`` and the graph's metadata.
+
+    One inter-op thread, sequential execution, errors-only logging; ``threads`` intra-op
+    threads (None: onnxruntime's choice); ``spinning=False`` lets idle workers sleep;
+    ``denormal_as_zero`` flushes denormals. Raises :class:`~voiceconv.errors.FileProblem`
+    naming ``path`` for a missing or unloadable file, :class:`ConfigError` for ``threads < 1``.
+    """
+    ort = import_onnxruntime()
+    if not path.is_file():
+        raise FileProblem(path, "no such ONNX file")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"ONNX threads must be >= 1, got {threads}")
+    options = ort.SessionOptions()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only
+    if denormal_as_zero:
+        options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    if threads is not None:
+        options.intra_op_num_threads = int(threads)
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # not ONNX, truncated, unsupported operators
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise FileProblem(path, f"cannot load ONNX graph ({type(exc).__name__}: {first})") from None
+    return session, dict(session.get_modelmeta().custom_metadata_map)
+
+
 class OnnxMelToWave:
     """An exported mel -> waveform graph run by onnxruntime (CPUExecutionProvider).
 
@@ -108,27 +140,9 @@ class OnnxMelToWave:
         mel_config: MelConfig | None = None,
         spinning: bool = True,
     ) -> None:
-        ort = import_onnxruntime()
         self.path = Path(path)
-        if not self.path.is_file():
-            raise FileProblem(self.path, "no such ONNX file")
-        if threads is not None and threads < 1:
-            raise ConfigError(f"ONNX threads must be >= 1, got {threads}")
-        options = ort.SessionOptions()
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3  # errors only
-        if threads is not None:
-            options.intra_op_num_threads = int(threads)
-        if not spinning:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.threads = threads
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # not ONNX, truncated, unsupported operators
-            first = (str(exc).strip().splitlines() or [""])[0]
-            raise FileProblem(self.path, f"cannot load ONNX graph ({type(exc).__name__}: {first})") from None
-        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.session, self.metadata = open_session(self.path, threads, spinning)
         missing = [key for key in _REQUIRED if key not in self.metadata]
         if missing:
             raise FileProblem(self.path, f"not a voiceconv mel -> waveform graph (metadata {missing} missing)")
@@ -212,5 +226,6 @@ __all__ = [
     "OUTPUT_NAME",
     "OnnxMelToWave",
     "import_onnxruntime",
+    "open_session",
     "stats_fingerprint",
 ]

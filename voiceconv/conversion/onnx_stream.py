@@ -248,28 +248,9 @@ class OnnxStreamStep:
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
                  mel_config: MelConfig | None = None, spinning: bool = True) -> None:
-        ort = ob.import_onnxruntime()
         self.path = Path(path)
-        if not self.path.is_file():
-            raise FileProblem(self.path, "no such ONNX file")
-        if threads is not None and threads < 1:
-            raise ConfigError(f"ONNX threads must be >= 1, got {threads}")
-        options = ort.SessionOptions()
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.set_denormal_as_zero", "1")
-        if threads is not None:
-            options.intra_op_num_threads = int(threads)
-        if not spinning:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.threads = threads
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # not ONNX, truncated, unsupported operators
-            first = (str(exc).strip().splitlines() or [""])[0]
-            raise FileProblem(self.path, f"cannot load ONNX graph ({type(exc).__name__}: {first})") from None
-        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.session, self.metadata = ob.open_session(self.path, threads, spinning, denormal_as_zero=True)
         fmt = self.metadata.get(ob.META_FORMAT)
         if fmt == ob.FORMAT:
             raise FileProblem(self.path, "an offline mel -> waveform graph (voiceconv-export), not a stream "

@@ -181,13 +181,20 @@ class _WindowGenerator:
             else self.gen(x[None])
         return y[0, :, t0 - w0 : t1 - w0]
 
+    def _blend(self, y: Tensor) -> Tensor:
+        """``y`` with the held frames cross-faded into its first ones."""
+        x = self._held.shape[-1]
+        if not x:
+            return y
+        ramp = torch.linspace(0.0, 1.0, x + 2)[1:-1]
+        y = y.clone()
+        y[:, :x] = self._held * (1 - ramp) + y[:, :x] * ramp
+        return y
+
     def _emit(self, y: Tensor) -> Tensor:
         """Blend the held frames into ``y``'s first ones; hold ``y``'s last ``crossfade``."""
         x = self.crossfade
-        if self._held.shape[-1]:
-            ramp = torch.linspace(0.0, 1.0, x + 2)[1:-1]
-            y = y.clone()
-            y[:, :x] = self._held * (1 - ramp) + y[:, :x] * ramp
+        y = self._blend(y)
         if x:
             self._held = y[:, -x:].clone()
             return y[:, :-x]
@@ -213,12 +220,7 @@ class _WindowGenerator:
         if available <= self._done - self._held.shape[-1] or self._hist.numel() == 0:
             return self._held
         t0 = self._done - self._held.shape[-1]
-        y = self._window(t0, available, available)
-        if self._held.shape[-1]:
-            x = self._held.shape[-1]
-            ramp = torch.linspace(0.0, 1.0, x + 2)[1:-1]
-            y = y.clone()
-            y[:, :x] = self._held * (1 - ramp) + y[:, :x] * ramp
+        y = self._blend(self._window(t0, available, available))
         self._held = torch.zeros(0, 0)
         self._done = available
         return y
