@@ -124,6 +124,21 @@ def test_save_load_round_trip(tmp_path) -> None:
     assert torch.equal(m.discriminate(x, y), loaded.discriminate(x, y))
 
 
+def test_full_resolution_output_stage(tmp_path) -> None:
+    # g_out_conv: the last 2x stage ends in base_channels features at full resolution,
+    # then a 3x3 conv draws the image; saved and reloaded with the option
+    m = ConditionalGAN(num_classes=3, latent_dim=4, channels=1, image_size=8, base_channels=4,
+                       g_out_conv=True)
+    assert isinstance(m.generator.out, torch.nn.Conv2d) and m.generator.out.kernel_size == (3, 3)
+    assert m.generator.out.in_channels == 4
+    m.eval()
+    z, y = torch.randn(3, 4), torch.tensor([2, 0, 1])
+    out = m.generate(z, y)
+    assert out.shape == (3, 1, 8, 8) and float(out.abs().max()) <= 1.0
+    save_model(m, tmp_path / "cgan.pt")
+    assert torch.equal(load_model(tmp_path / "cgan.pt").eval().generate(z, y), out)
+
+
 def test_old_checkpoints_rebuild_the_old_architecture() -> None:
     # hparams saved before g_norm / d_norm existed describe the label-at-the-input
     # generator and the spectral-norm discriminator without batch norm

@@ -71,15 +71,45 @@ class _Oracle(torch.nn.Module):
         return (x - a.sqrt() * self.target) / (1 - a).sqrt()
 
 
+class _VOracle(_Oracle):
+    """The exact ``v`` predictor for the same one-image data:
+    v = sqrt(abar) eps - sqrt(1 - abar) target."""
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        a = self.abar[t][:, None, None, None]
+        return a.sqrt() * super().forward(x, t) - (1 - a).sqrt() * self.target
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
 @pytest.mark.parametrize("method,eta", [("ancestral", 0.0), ("ddim", 0.0), ("ddim", 1.0)])
-def test_samplers_reach_the_data_with_an_exact_noise_predictor(schedule: str, method: str, eta: float) -> None:
+def test_samplers_reach_the_data_with_an_exact_predictor(schedule: str, method: str, eta: float,
+                                                         prediction: str) -> None:
     torch.manual_seed(0)
-    m = _tiny(schedule=schedule)
+    m = _tiny(schedule=schedule, prediction=prediction)
     target = torch.rand(1, 1, 8, 8) * 1.6 - 0.8
-    m.net = _Oracle(m, target)
+    m.net = (_Oracle if prediction == "eps" else _VOracle)(m, target)
     x = m.sample(3, method=method, steps=10, eta=eta)
     torch.testing.assert_close(x, target.expand(3, -1, -1, -1), atol=1e-3, rtol=0)
+
+
+def test_v_prediction_targets_and_conversions_are_salimans_and_ho() -> None:
+    # with the exact v predictor of one-image data the v loss is 0, and predict_noise /
+    # predict_x0 recover the noise and the image from it (even at the last, zero-SNR step)
+    torch.manual_seed(0)
+    m = _tiny(schedule="cosine", prediction="v")
+    target = torch.rand(1, 1, 8, 8) * 1.6 - 0.8
+    m.net = _VOracle(m, target)
+    x0 = target.expand(6, -1, -1, -1)
+    torch.manual_seed(1)
+    assert float(m.loss(x0)) < 1e-10
+    t = torch.tensor([0, 10, 50, 90, 98, 99])
+    noise = torch.randn_like(x0)
+    xt = m.q_sample(x0, t, noise)
+    torch.testing.assert_close(m.predict_noise(xt, t), noise, atol=1e-4, rtol=0)
+    torch.testing.assert_close(m.predict_x0(xt, t), x0, atol=1e-4, rtol=0)
+    with pytest.raises(ConfigError):
+        _tiny(prediction="x0")
 
 
 def test_classifier_free_guidance_combines_as_ho_and_salimans() -> None:

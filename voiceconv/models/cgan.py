@@ -40,10 +40,15 @@ class ConditionalBatchNorm2d(nn.Module):
 class ConditionalDCGANGenerator(nn.Module):
     """The DCGAN generator (same layers and widths as
     :class:`~voiceconv.models.gan.DCGANGenerator`) with every batch norm made
-    class-conditional, so the label acts at every resolution, not only at the input."""
+    class-conditional, so the label acts at every resolution, not only at the input.
+
+    ``out_conv=True`` (not in DCGAN) makes the last 2x stage a feature stage (transposed
+    conv to ``base_channels`` channels, conditional batch norm, ReLU) followed by a 3x3
+    convolution to the image at full resolution, instead of the transposed conv drawing
+    the image directly from the half-resolution features."""
 
     def __init__(self, latent_dim: int, num_classes: int, out_channels: int, image_size: int,
-                 base_channels: int) -> None:
+                 base_channels: int, out_conv: bool = False) -> None:
         super().__init__()
         n = _n_ups(image_size)
         ch = base_channels * 2 ** (n - 1)
@@ -53,7 +58,12 @@ class ConditionalDCGANGenerator(nn.Module):
             self.convs.append(nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False))
             self.norms.append(ConditionalBatchNorm2d(ch // 2, num_classes))
             ch //= 2
-        self.out = nn.ConvTranspose2d(ch, out_channels, 4, 2, 1, bias=False)
+        if out_conv:
+            self.convs.append(nn.ConvTranspose2d(ch, base_channels, 4, 2, 1, bias=False))
+            self.norms.append(ConditionalBatchNorm2d(base_channels, num_classes))
+            self.out: nn.Module = nn.Conv2d(base_channels, out_channels, 3, 1, 1, bias=False)
+        else:
+            self.out = nn.ConvTranspose2d(ch, out_channels, 4, 2, 1, bias=False)
         for m in (*self.convs, self.out):
             init_weights(m)
 
@@ -122,6 +132,7 @@ class ConditionalGAN(SavableModule):
         aux_weight: float = 0.0,
         g_aux_weight: float | None = None,
         aux_fake: bool = False,
+        g_out_conv: bool = False,
     ) -> None:
         super().__init__()
         self.save_hparams(num_classes=num_classes, latent_dim=latent_dim, channels=channels,
@@ -129,7 +140,7 @@ class ConditionalGAN(SavableModule):
                           gan_mode=gan_mode, spectral_norm=spectral_norm, g_norm=g_norm,
                           d_norm=d_norm, d_base_channels=d_base_channels, init_projection=init_projection,
                           mismatch_weight=mismatch_weight, aux_weight=aux_weight,
-                          g_aux_weight=g_aux_weight, aux_fake=aux_fake)
+                          g_aux_weight=g_aux_weight, aux_fake=aux_fake, g_out_conv=g_out_conv)
         if num_classes < 1:
             raise ConfigError(f"ConditionalGAN needs num_classes >= 1, got {num_classes}")
         if g_norm not in G_NORMS:
@@ -145,7 +156,7 @@ class ConditionalGAN(SavableModule):
         self.label_embedding = None if self.conditional_norm else nn.Embedding(num_classes, embed_dim)
         if self.conditional_norm:
             self.generator = ConditionalDCGANGenerator(latent_dim, num_classes, channels, image_size,
-                                                       base_channels)
+                                                       base_channels, out_conv=g_out_conv)
         else:
             self.generator = DCGANGenerator(latent_dim + embed_dim, channels, image_size, base_channels)
         self.d_net = DCGANDiscriminator(channels, image_size, d_base_channels or base_channels, d_norm,

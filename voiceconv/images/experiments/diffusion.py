@@ -47,7 +47,7 @@ def exp_diffusion(cfg: DictConfig, out: Path) -> dict[str, Any]:
     torch.manual_seed(seed)
     ddpm = DDPM(ch, sets.image_shape[1], width=int(ec.width), channel_mults=list(ec.channel_mults),
                 num_res_blocks=int(ec.num_res_blocks), timesteps=int(ec.timesteps), schedule=str(ec.schedule),
-                num_classes=n_classes, p_uncond=float(ec.p_uncond))
+                num_classes=n_classes, p_uncond=float(ec.p_uncond), prediction=str(ec.get("prediction", "eps")))
     hist, secs = timed(lambda: fit_diffusion(ddpm, sets.train, loop_of(cfg, "diffusion"),
                                              label_index=-1 if n_classes else None))
     histories["ddpm"] = hist

@@ -87,12 +87,14 @@ def exp_gans(cfg: DictConfig, out: Path) -> dict[str, Any]:
     if sets.num_classes > 1:
         torch.manual_seed(seed)
         cgan = ConditionalGAN(num_classes=sets.num_classes, latent_dim=int(ec.latent_dim), channels=ch,
-                              image_size=size, base_channels=w, gan_mode=str(ec.cgan_mode),
+                              image_size=size, base_channels=int(ec.get("cgan_g_width_mult", 1)) * w,
+                              gan_mode=str(ec.cgan_mode),
                               g_norm=str(ec.cgan_g_norm), d_norm=str(ec.cgan_d_norm),
                               spectral_norm=bool(ec.cgan_spectral_norm),
                               d_base_channels=int(ec.cgan_d_width_mult) * w,
                               mismatch_weight=float(ec.cgan_mismatch_weight),
-                              aux_weight=float(ec.get("cgan_aux_weight", 0.0)))
+                              aux_weight=float(ec.get("cgan_aux_weight", 0.0)),
+                              g_out_conv=bool(ec.get("cgan_g_out_conv", False)))
         hist, secs = timed(lambda: fit_cgan(cgan, sets.train, loop_of(cfg, "cgan"), label_index=-1,
                                             d_steps=int(ec.cgan_d_steps)))
         histories["cgan"] = hist

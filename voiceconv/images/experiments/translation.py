@@ -152,9 +152,14 @@ def translation_errors(pred: torch.Tensor, truth: torch.Tensor, source: torch.Te
 
 def build_cyclegan(cfg: DictConfig, channels: int) -> CycleGAN:
     """ResNet generators and PatchGAN discriminators through ``define_G``/``define_D``
-    (so they get the papers' N(0, 0.02) initialisation)."""
+    (so they get the papers' N(0, 0.02) initialisation). ``translation.cyclegan_downsampling``
+    sets the generator's stride-2 stages (the papers' 2 at 256x256; at 32x32 two stages
+    leave an 8x8 middle from which a one-pixel outline cannot be redrawn, and the
+    generators hid the input in speckles instead)."""
     ec, w, size = cfg.translation, int(cfg.size.width), int(cfg.size.image_size)
-    n_down = 2 if size >= 16 else 1
+    n_down = int(ec.get("cyclegan_downsampling", 2))
+    if size % 2**n_down or n_down < 0:
+        raise ConfigError(f"translation.cyclegan_downsampling={n_down} does not divide image size {size}")
 
     def gen() -> Any:
         return define_G("resnet", in_channels=channels, out_channels=channels, base_channels=w,
