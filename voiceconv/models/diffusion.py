@@ -160,9 +160,9 @@ class DDPM(SavableModule):
     trains the net to predict ``v = sqrt(abar) eps - sqrt(1 - abar) x_0`` instead, and the
     samplers read ``x_0 = sqrt(abar) x_t - sqrt(1 - abar) v``. With ``eps`` the estimate
     ``x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)`` divides the net's error by
-    ``sqrt(abar)``, about 3e-3 at the cosine schedule's last step: the clipped ``x_0`` of the
+    ``sqrt(abar)``, 5e-5 at the cosine schedule's last step (T = 1000): the clipped ``x_0`` of the
     first sampling steps is then a random +-1 pattern that DDIM carries into the image (at
-    ``size=small``, 2000 steps of training, a third of the samples stayed noise). With ``v``
+    ``size=small``, 1500 steps of training, 28 of 64 samples shown stayed noise). With ``v``
     the net predicts ``x_0`` itself at zero signal-to-noise ratio.
     """
 
