@@ -8,6 +8,7 @@ from __future__ import annotations
 import _thread
 import importlib.abc
 import math
+import signal
 import sys
 
 import numpy as np
@@ -143,7 +144,13 @@ def test_ctrl_c_ends_the_run_with_a_report() -> None:
         if row.index == 2:
             _thread.interrupt_main()  # as SIGINT would: KeyboardInterrupt in the main thread
 
-    rep = run_live(DelayConverter(SR, B, L), sd=fake, on_block=ctrl_c)  # no `seconds`: until Ctrl-C
+    # a shell's background job (`cmd &`, nohup) starts Python with SIGINT ignored, and then
+    # interrupt_main does nothing; give the test Python's own Ctrl-C handler
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        rep = run_live(DelayConverter(SR, B, L), sd=fake, on_block=ctrl_c)  # no `seconds`: until Ctrl-C
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert rep.interrupted and rep.blocks >= 3
 
 
