@@ -158,8 +158,9 @@ def build_cyclegan(cfg: DictConfig, channels: int) -> CycleGAN:
     generators hid the input in speckles instead)."""
     ec, w, size = cfg.translation, int(cfg.size.width), int(cfg.size.image_size)
     n_down = int(ec.get("cyclegan_downsampling", 2))
-    if size % 2**n_down or n_down < 0:
-        raise ConfigError(f"translation.cyclegan_downsampling={n_down} does not divide image size {size}")
+    if n_down < 0 or size % 2**n_down:
+        raise ConfigError(f"translation.cyclegan_downsampling={n_down}: need a count >= 0 whose 2**n "
+                          f"divides image size {size}")
 
     def gen() -> Any:
         return define_G("resnet", in_channels=channels, out_channels=channels, base_channels=w,
