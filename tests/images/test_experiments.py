@@ -111,6 +111,9 @@ def test_experiment_runs_on_shapes(experiment: str, tmp_path) -> None:
     if experiment == "diffusion":
         assert m["ddpm_fd_below_dcgan"] == (m["ddpm"]["fd"] < m["dcgan"]["fd"])
         assert "ddpm_conditional" in m
+        # size.n_eval_conditional (24 at debug) guided samples, each judged once
+        assert m["ddpm_conditional"]["n_samples"] == 24
+        assert sum(m["ddpm_conditional"]["predicted_class_histogram"]) == 24
 
 
 @pytest.mark.slow

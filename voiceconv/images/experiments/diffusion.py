@@ -62,10 +62,12 @@ def exp_diffusion(cfg: DictConfig, out: Path) -> dict[str, Any]:
                        "sample_seconds": round(sample_secs, 1), "parameters": ddpm.num_parameters(),
                        "sampler": dict(kw)}
     if n_classes:
-        labels = torch.arange(n_eval) % n_classes
+        labels = torch.arange(int(ec.get("n_conditional", n_eval))) % n_classes
         torch.manual_seed(seed + 2)
+        t0 = time.perf_counter()
         cond = in_chunks(lambda lab: to_unit(ddpm.sample(lab, guidance=float(ec.guidance), **kw)), labels)
-        metrics["ddpm_conditional"] = {**judge.score(cond, labels), "guidance": float(ec.guidance)}
+        metrics["ddpm_conditional"] = {**judge.score(cond, labels), "guidance": float(ec.guidance),
+                                       "n_samples": len(labels), "sample_seconds": round(time.perf_counter() - t0, 1)}
         save_grid(out / "ddpm_by_class.png", class_rows(cond, labels, sets.classes, n_show),
                   f"DDPM, guidance {float(ec.guidance)}, one row per class: " + ", ".join(sets.classes))
     metrics["ddpm_fd_below_dcgan"] = metrics["ddpm"]["fd"] < metrics["dcgan"]["fd"]
