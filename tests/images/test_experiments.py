@@ -108,6 +108,10 @@ def test_experiment_runs_on_shapes(experiment: str, tmp_path) -> None:
             assert r["blank_iou"] == 0.0 and r["identity_iou"] > 0.0
     if experiment == "outliers":
         assert sorted(m["held_out"]) == ["cross", "heart", "triangle"]
+        # size=debug trains the PixelCNN too: three scores per held-out class, its model saved
+        assert m["scores"] == ["neg_elbo", "likelihood_ratio", "pixelcnn_ratio"]
+        assert all(0.0 <= r["pixelcnn_ratio"]["auroc_held_out"] <= 1.0 for r in m["held_out"].values())
+        assert "pixelcnn_without_heart" in m["models"]  # saved, and loaded by _run
     if experiment == "diffusion":
         assert m["ddpm_fd_below_dcgan"] == (m["ddpm"]["fd"] < m["dcgan"]["fd"])
         assert "ddpm_conditional" in m

@@ -1,6 +1,8 @@
-"""A local autoregressive pixel model: the "background" model of likelihood-ratio
-outlier scores (Ren et al. 2019; Schirrmeister et al. 2020; Serra et al. 2020 use a
-generic compressor for the same purpose)."""
+"""Autoregressive pixel models with a Bernoulli likelihood: a local one, the
+"background" model of likelihood-ratio outlier scores (Ren et al. 2019; Schirrmeister
+et al. 2020; Serra et al. 2020 use a generic compressor for the same purpose), and a
+PixelCNN whose receptive field covers whole objects (the "foreground" of the same
+ratio)."""
 
 from __future__ import annotations
 
@@ -28,7 +30,39 @@ class MaskedConv2d(nn.Conv2d):
         return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
 
 
-class LocalPixelCNN(SavableModule):
+class MaskedConv2dB(nn.Conv2d):
+    """Square ``kernel_size`` convolution (``dilation`` apart) that sees the pixels before
+    the centre in raster order *and the centre itself* (PixelCNN's mask "B", for layers
+    after the first, whose features at a pixel already depend only on earlier pixels)."""
+
+    def __init__(self, channels: int, kernel_size: int = 3, dilation: int = 1) -> None:
+        super().__init__(channels, channels, kernel_size, padding=dilation * (kernel_size // 2), dilation=dilation)
+        mask = torch.zeros_like(self.weight)
+        c = kernel_size // 2
+        mask[:, :, :c, :] = 1
+        mask[:, :, c, : c + 1] = 1
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding, dilation=self.dilation)
+
+
+class _BernoulliPixelModel(SavableModule):
+    """Shared likelihood of the pixel models: ``forward`` gives per-pixel logits."""
+
+    def nll(self, x: Tensor, logits: Tensor | None = None) -> Tensor:
+        """Per-image negative log-likelihood in nats, ``(B,)`` (``x`` in [0, 1]; ``logits``
+        from :meth:`forward` when already computed)."""
+        logits = self(x) if logits is None else logits
+        return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+
+    def loss(self, x: Tensor, out: Tensor | None = None) -> dict[str, Tensor]:
+        """``{"loss", "recon"}``: mean NLL per image (the interface of the VAE loop)."""
+        nll = self.nll(x, out).mean()
+        return {"loss": nll, "recon": nll}
+
+
+class LocalPixelCNN(_BernoulliPixelModel):
     """``p(x) = prod_ij p(x_ij | the pixels above and to the left within kernel_size // 2)``
     with a Bernoulli likelihood per channel (the VAEs' ``bernoulli`` likelihood, so
     negative log-likelihoods in nats are comparable).
@@ -55,16 +89,40 @@ class LocalPixelCNN(SavableModule):
         """Logits ``(B, C, H, W)`` of every pixel given its causal neighbourhood."""
         return self.net(x)
 
-    def nll(self, x: Tensor, logits: Tensor | None = None) -> Tensor:
-        """Per-image negative log-likelihood in nats, ``(B,)`` (``x`` in [0, 1]; ``logits``
-        from :meth:`forward` when already computed)."""
-        logits = self(x) if logits is None else logits
-        return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
 
-    def loss(self, x: Tensor, out: Tensor | None = None) -> dict[str, Tensor]:
-        """``{"loss", "recon"}``: mean NLL per image (the interface of the VAE loop)."""
-        nll = self.nll(x, out).mean()
-        return {"loss": nll, "recon": nll}
+class PixelCNN(_BernoulliPixelModel):
+    """``p(x) = prod_ij p(x_ij | the pixels before it in raster order)`` over a receptive
+    field that grows with depth (van den Oord et al. 2016), Bernoulli per channel.
+
+    A type-A 7x7 masked convolution, then ``layers`` residual blocks ``h + convB(relu(h))``
+    of 3x3 type-B masked convolutions, then two 1x1 layers. With ``dilated`` the blocks'
+    dilations cycle 1, 2, 4 (six blocks see about 17 pixels up and to the left instead of
+    9), so at 32x32 one pixel's context spans a whole shape. Used as the object-level
+    model of the outlier experiment's likelihood ratio against :class:`LocalPixelCNN`
+    (Schirrmeister et al. 2020's ratio of a specific to a general model).
+
+    Deviations from van den Oord et al.: plain ReLU residual blocks, not the gated
+    vertical/horizontal stacks of Gated PixelCNN, so the blind spot of stacked masked
+    convolutions (part of the upper right is never seen) stays; dilations (not in the
+    paper) to reach object size in few layers on a CPU; channels of a pixel independent
+    given the context, as in :class:`LocalPixelCNN`.
+    """
+
+    def __init__(self, channels: int = 1, width: int = 32, layers: int = 6, dilated: bool = True) -> None:
+        super().__init__()
+        self.save_hparams(channels=channels, width=width, layers=layers, dilated=dilated)
+        if width < 1 or layers < 0:
+            raise ConfigError("PixelCNN: width must be >= 1 and layers >= 0")
+        self.inp = MaskedConv2d(channels, width, 7)
+        self.blocks = nn.ModuleList(MaskedConv2dB(width, 3, 2 ** (i % 3) if dilated else 1) for i in range(layers))
+        self.out = nn.Sequential(nn.ReLU(), nn.Conv2d(width, width, 1), nn.ReLU(), nn.Conv2d(width, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits ``(B, C, H, W)`` of every pixel given the pixels before it."""
+        h = self.inp(x)
+        for block in self.blocks:
+            h = h + block(F.relu(h))
+        return self.out(h)
 
 
-__all__ = ["LocalPixelCNN", "MaskedConv2d"]
+__all__ = ["LocalPixelCNN", "MaskedConv2d", "MaskedConv2dB", "PixelCNN"]

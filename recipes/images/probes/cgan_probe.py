@@ -37,6 +37,8 @@ p.add_argument("--loss", default="hinge")
 p.add_argument("--dsteps", type=int, default=1)
 p.add_argument("--threads", type=int, default=1)
 p.add_argument("--ema", type=float, default=0.0)
+p.add_argument("--kp1", type=float, default=0.0)  # weight of a (K+1)-way softmax head: real -> y, fake -> K
+p.add_argument("--kp1_only", type=int, default=0)  # drop the projection / aux / mismatch losses
 p.add_argument("--decay", type=float, default=0.0)  # linear lr decay to 0 over this last fraction of steps
 a = p.parse_args()
 torch.set_num_threads(a.threads)
@@ -124,6 +126,32 @@ if a.joint:
             loss = loss + self.g_aux_weight * F.cross_entropy(self.d_aux(h), labels)
         return loss
     cg.discriminator_loss = dloss; cg.generator_loss = gloss
+if a.kp1:
+    from torch import nn
+    from voiceconv.models.init import init_weights
+    K = sets.num_classes
+    cg.d_kp1 = init_weights(nn.Linear(cg.d_net.feature_channels, K + 1))
+    base_d, base_g = cg.discriminator_loss, cg.generator_loss
+    def dloss(real, labels, fake=None, self=cg):
+        with torch.no_grad():
+            fake = self.generate(torch.randn(labels.shape[0], self.latent_dim), labels)
+        hr, hf = self._pooled(real), self._pooled(fake)
+        loss = a.kp1 * (F.cross_entropy(self.d_kp1(hr), labels) + F.cross_entropy(self.d_kp1(hf), torch.full_like(labels, K)))
+        if not a.kp1_only:
+            loss = loss + base_d(real, labels, fake)
+        return loss
+    def gloss(labels, self=cg):
+        fake = self.generate(torch.randn(labels.shape[0], self.latent_dim), labels)
+        h = self._pooled(fake)
+        loss = a.kp1 * F.cross_entropy(self.d_kp1(h), labels)
+        if not a.kp1_only:
+            loss = loss + self.gan_loss.generator_loss(self._logit(h, labels))
+            if self.d_aux is not None:
+                loss = loss + self.g_aux_weight * F.cross_entropy(self.d_aux(h), labels)
+        return loss
+    cg.discriminator_loss = dloss; cg.generator_loss = gloss
+    _dp2 = cg.discriminator_parameters
+    cg.discriminator_parameters = lambda self=cg: list(_dp2()) + list(self.d_kp1.parameters())
 lc = loop_of(cfg, "cgan")
 lc.steps = a.steps; lc.lr = a.lr; lc.d_lr = a.dlr; lc.batch_size = a.bs
 t0 = time.time()
