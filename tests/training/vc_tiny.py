@@ -170,5 +170,8 @@ def ddp_worker(rank: int, world_size: int, port: int, run_dir: str, result_file:
         crops = all_gather_objects(ctx, first_crop)
         if ctx.is_main:
             torch.save({"params": params, "crops": crops}, result_file)
+        # leave together: a rank that tears gloo down while its peer is still connected
+        # can abort the peer ("terminate called without an active exception", seen once in CI)
+        dist.barrier()
     finally:
         cleanup(ctx)
