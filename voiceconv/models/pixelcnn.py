@@ -15,32 +15,21 @@ from voiceconv.models.base import SavableModule
 
 
 class MaskedConv2d(nn.Conv2d):
-    """Convolution that sees only pixels before the centre in raster order (PixelCNN's
-    mask "A": the centre pixel itself, all its channels, is hidden)."""
+    """Convolution that sees only pixels before the centre in raster order. ``mask_type``
+    "A" (PixelCNN's first layer) hides the centre pixel itself, all its channels; "B"
+    (later layers, whose features at a pixel already depend only on earlier pixels) keeps
+    it. ``dilation`` spaces the taps."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 mask_type: str = "A", dilation: int = 1) -> None:
+        super().__init__(in_channels, out_channels, kernel_size,
+                         padding=dilation * (kernel_size // 2), dilation=dilation)
+        if mask_type not in ("A", "B"):
+            raise ConfigError(f"MaskedConv2d: mask_type must be 'A' or 'B', got {mask_type!r}")
         mask = torch.zeros_like(self.weight)
         c = kernel_size // 2
         mask[:, :, :c, :] = 1
-        mask[:, :, c, :c] = 1
-        self.register_buffer("mask", mask, persistent=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
-
-
-class MaskedConv2dB(nn.Conv2d):
-    """Square ``kernel_size`` convolution (``dilation`` apart) that sees the pixels before
-    the centre in raster order *and the centre itself* (PixelCNN's mask "B", for layers
-    after the first, whose features at a pixel already depend only on earlier pixels)."""
-
-    def __init__(self, channels: int, kernel_size: int = 3, dilation: int = 1) -> None:
-        super().__init__(channels, channels, kernel_size, padding=dilation * (kernel_size // 2), dilation=dilation)
-        mask = torch.zeros_like(self.weight)
-        c = kernel_size // 2
-        mask[:, :, :c, :] = 1
-        mask[:, :, c, : c + 1] = 1
+        mask[:, :, c, : c + (mask_type == "B")] = 1
         self.register_buffer("mask", mask, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -114,7 +103,8 @@ class PixelCNN(_BernoulliPixelModel):
         if width < 1 or layers < 0:
             raise ConfigError("PixelCNN: width must be >= 1 and layers >= 0")
         self.inp = MaskedConv2d(channels, width, 7)
-        self.blocks = nn.ModuleList(MaskedConv2dB(width, 3, 2 ** (i % 3) if dilated else 1) for i in range(layers))
+        self.blocks = nn.ModuleList(MaskedConv2d(width, width, 3, "B", 2 ** (i % 3) if dilated else 1)
+                                    for i in range(layers))
         self.out = nn.Sequential(nn.ReLU(), nn.Conv2d(width, width, 1), nn.ReLU(), nn.Conv2d(width, channels, 1))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -125,4 +115,4 @@ class PixelCNN(_BernoulliPixelModel):
         return self.out(h)
 
 
-__all__ = ["LocalPixelCNN", "MaskedConv2d", "MaskedConv2dB", "PixelCNN"]
+__all__ = ["LocalPixelCNN", "MaskedConv2d", "PixelCNN"]

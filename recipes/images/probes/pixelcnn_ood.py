@@ -12,16 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
-from torch import nn
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 from voiceconv.images.experiments.common import data_of, loop_of, take  # noqa: E402
 from voiceconv.images.loops import batched, fit_vae  # noqa: E402
 from voiceconv.images.metrics import auroc  # noqa: E402
-from voiceconv.models.pixelcnn import LocalPixelCNN, MaskedConv2d  # noqa: E402
+from voiceconv.models.pixelcnn import LocalPixelCNN, PixelCNN  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("held")
@@ -38,41 +36,6 @@ a = p.parse_args()
 torch.set_num_threads(a.threads)
 
 
-class MaskedB(nn.Conv2d):
-    """Type-B mask: the centre pixel's own features are visible (causal after layer A)."""
-
-    def __init__(self, c: int, k: int = 3, dilation: int = 1) -> None:
-        super().__init__(c, c, k, padding=dilation * (k // 2), dilation=dilation)
-        m = torch.zeros_like(self.weight)
-        m[:, :, : k // 2, :] = 1
-        m[:, :, k // 2, : k // 2 + 1] = 1
-        self.register_buffer("mask", m, persistent=False)
-
-    def forward(self, x):
-        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding, dilation=self.dilation)
-
-
-class PixelCNN(nn.Module):
-    def __init__(self, width: int, layers: int, dilate: bool) -> None:
-        super().__init__()
-        self.inp = MaskedConv2d(1, width, 7)
-        self.blocks = nn.ModuleList(MaskedB(width, 3, (2 ** (i % 3)) if dilate else 1) for i in range(layers))
-        self.out = nn.Sequential(nn.ReLU(), nn.Conv2d(width, width, 1), nn.ReLU(), nn.Conv2d(width, 1, 1))
-
-    def forward(self, x):
-        h = self.inp(x)
-        for b in self.blocks:
-            h = h + b(F.relu(h))
-        return self.out(h)
-
-    def nll(self, x):
-        return F.binary_cross_entropy_with_logits(self(x), x, reduction="none").flatten(1).sum(1)
-
-    def loss(self, x, out=None):
-        n = self.nll(x).mean()
-        return {"loss": n, "recon": n}
-
-
 with initialize_config_dir(config_dir=str(ROOT / "conf" / "images"), version_base="1.3"):
     cfg = compose("config", overrides=["experiment=outliers", "size=small", f"seed={a.seed}"])
 sets = data_of(cfg)
@@ -82,7 +45,7 @@ _b = take(sets.test); xte, yte = _b[0], _b[-1]
 from voiceconv.images.data.sources import TensorImages  # noqa: E402
 tr = TensorImages(xtr[ytr != held], ytr[ytr != held])
 torch.manual_seed(a.seed)
-full = PixelCNN(a.width, a.layers, bool(a.dilate))
+full = PixelCNN(1, a.width, a.layers, bool(a.dilate))
 lc = loop_of(cfg, "vae")
 lc.steps, lc.lr, lc.batch_size = a.steps, a.lr, a.bs
 t0 = time.time()
