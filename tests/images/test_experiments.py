@@ -112,6 +112,7 @@ def test_experiment_runs_on_shapes(experiment: str, tmp_path) -> None:
         assert m["scores"] == ["neg_elbo", "likelihood_ratio", "pixelcnn_ratio"]
         assert all(0.0 <= r["pixelcnn_ratio"]["auroc_held_out"] <= 1.0 for r in m["held_out"].values())
         assert "pixelcnn_without_heart" in m["models"]  # saved, and loaded by _run
+        assert type(load_model(tmp_path / m["models"]["pixelcnn_without_heart"])).__name__ == "GatedPixelCNN"
     if experiment == "diffusion":
         assert m["ddpm_fd_below_dcgan"] == (m["ddpm"]["fd"] < m["dcgan"]["fd"])
         assert "ddpm_conditional" in m

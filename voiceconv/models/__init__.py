@@ -39,14 +39,14 @@ from voiceconv.models.latent_tools import (
 )
 from voiceconv.models.losses import GANLoss, gradient_penalty
 from voiceconv.models.pix2pix import Pix2Pix, UNetGenerator
-from voiceconv.models.pixelcnn import LocalPixelCNN, PixelCNN
+from voiceconv.models.pixelcnn import GatedPixelCNN, LocalPixelCNN, PixelCNN
 from voiceconv.models.progressive import ProgressiveGAN
 from voiceconv.models.vae import VAE, BetaVAE, ConditionalVAE, VAEOutput
 
 DCGAN = GAN  # the DCGAN generator/discriminator pair with a selectable loss
 
 __all__ = [
-    "DBVAE", "DCGAN", "DDPM", "GAN", "LocalPixelCNN", "PixelCNN", "UNet", "VAE", "Autoencoder", "BetaVAE", "ConditionalGAN", "ConditionalVAE",
+    "DBVAE", "DCGAN", "DDPM", "GAN", "GatedPixelCNN", "LocalPixelCNN", "PixelCNN", "UNet", "VAE", "Autoencoder", "BetaVAE", "ConditionalGAN", "ConditionalVAE",
     "ConvDecoder", "ConvEncoder", "ConvNormAct", "CycleGAN", "DBVAEOutput", "DCGANDiscriminator",
     "DCGANGenerator", "GANLoss", "GatedConv", "GatedUpsample", "GeneratorOutput", "ImagePool",
     "MLPDecoder", "MLPEncoder", "PatchDiscriminator", "Pix2Pix", "PixelShuffle1d", "PixelUnshuffle1d",

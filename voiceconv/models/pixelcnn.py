@@ -115,4 +115,63 @@ class PixelCNN(_BernoulliPixelModel):
         return self.out(h)
 
 
-__all__ = ["LocalPixelCNN", "MaskedConv2d", "PixelCNN"]
+class _GatedLayer(nn.Module):
+    """One layer of the two stacks: ``tanh(a) * sigmoid(b)`` gates on both, the vertical
+    features fed into the horizontal ones, a residual 1x1 on the horizontal stack."""
+
+    def __init__(self, width: int, kernel: int, first: bool, in_channels: int) -> None:
+        super().__init__()
+        r = kernel // 2
+        cin = in_channels if first else width
+        self.first, self.r = first, r
+        # vertical: rows i-r..i (first layer: i-r-1..i-1, by shifting the input down one row)
+        self.v = nn.Conv2d(cin, 2 * width, (r + 1, kernel))
+        # horizontal: row i, columns j-r..j (first layer: j-r-1..j-1, shifted right one column)
+        self.h = nn.Conv2d(cin, 2 * width, (1, r + 1))
+        self.v_to_h = nn.Conv2d(2 * width, 2 * width, 1)
+        self.h_out = nn.Conv2d(width, width, 1)
+
+    @staticmethod
+    def _gate(x: Tensor) -> Tensor:
+        a, b = x.chunk(2, dim=1)
+        return torch.tanh(a) * torch.sigmoid(b)
+
+    def forward(self, v: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        r = self.r
+        if self.first:  # strictly causal: the pixel itself is never seen
+            v = F.pad(v, (0, 0, 1, 0))[:, :, :-1]
+            h = F.pad(h, (1, 0))[:, :, :, :-1]
+        v_pre = self.v(F.pad(v, (r, r, r, 0)))
+        h_pre = self.h(F.pad(h, (r, 0))) + self.v_to_h(v_pre)
+        h_new = self.h_out(self._gate(h_pre))
+        return self._gate(v_pre), h_new if self.first else h + h_new
+
+
+class GatedPixelCNN(_BernoulliPixelModel):
+    """Gated PixelCNN (van den Oord et al. 2016, "Conditional Image Generation with
+    PixelCNN Decoders"): a vertical stack that sees every row above and a horizontal stack
+    that sees the row to the left, so the blind spot of stacked masked convolutions
+    (:class:`PixelCNN`) is gone; ``tanh * sigmoid`` gates. ``layers`` layers of
+    ``kernel`` reach ``layers * (kernel // 2)`` rows up and as many columns either side.
+    Deviations: no conditioning vector; the first layer's receptive field is the same
+    ``kernel`` as the rest (the paper's first layer is 7x7); channels of a pixel
+    independent given the context, as in :class:`LocalPixelCNN`.
+    """
+
+    def __init__(self, channels: int = 1, width: int = 32, layers: int = 6, kernel: int = 5) -> None:
+        super().__init__()
+        self.save_hparams(channels=channels, width=width, layers=layers, kernel=kernel)
+        if width < 1 or layers < 1 or kernel < 3 or kernel % 2 == 0:
+            raise ConfigError("GatedPixelCNN: width and layers must be >= 1, kernel odd and >= 3")
+        self.layers = nn.ModuleList(_GatedLayer(width, kernel, i == 0, channels) for i in range(layers))
+        self.out = nn.Sequential(nn.ReLU(), nn.Conv2d(width, width, 1), nn.ReLU(), nn.Conv2d(width, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits ``(B, C, H, W)`` of every pixel given the pixels before it."""
+        v, h = x, x
+        for layer in self.layers:
+            v, h = layer(v, h)
+        return self.out(h)
+
+
+__all__ = ["GatedPixelCNN", "LocalPixelCNN", "MaskedConv2d", "PixelCNN"]

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 from voiceconv.images.experiments.common import data_of, loop_of, take  # noqa: E402
 from voiceconv.images.loops import batched, fit_vae  # noqa: E402
 from voiceconv.images.metrics import auroc  # noqa: E402
-from voiceconv.models.pixelcnn import LocalPixelCNN, PixelCNN  # noqa: E402
+from voiceconv.models.pixelcnn import GatedPixelCNN, LocalPixelCNN, PixelCNN  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("held")
@@ -32,6 +32,8 @@ p.add_argument("--lr", type=float, default=1e-3)
 p.add_argument("--bs", type=int, default=32)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--threads", type=int, default=1)
+p.add_argument("--save", default="", help="save both models here (prefix)")
+p.add_argument("--gated", type=int, default=0, help="GatedPixelCNN with this kernel (0: the plain PixelCNN)")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 
@@ -45,7 +47,7 @@ _b = take(sets.test); xte, yte = _b[0], _b[-1]
 from voiceconv.images.data.sources import TensorImages  # noqa: E402
 tr = TensorImages(xtr[ytr != held], ytr[ytr != held])
 torch.manual_seed(a.seed)
-full = PixelCNN(1, a.width, a.layers, bool(a.dilate))
+full = GatedPixelCNN(1, a.width, a.layers, a.gated) if a.gated else PixelCNN(1, a.width, a.layers, bool(a.dilate))
 lc = loop_of(cfg, "vae")
 lc.steps, lc.lr, lc.batch_size = a.steps, a.lr, a.bs
 t0 = time.time()
@@ -57,6 +59,9 @@ lb = loop_of(cfg, "background")
 lb.steps = a.bg_steps
 fit_vae(bg, tr, lb)
 full.eval(); bg.eval()
+if a.save:
+    from voiceconv.models.base import save_model  # noqa: E402
+    save_model(full, a.save + "_fg.pt"); save_model(bg, a.save + "_bg.pt")
 xin, xout = xte[yte != held], xte[yte == held]
 nf_in, nf_out = batched(full.nll, xin).numpy(), batched(full.nll, xout).numpy()
 nb_in, nb_out = batched(bg.nll, xin).numpy(), batched(bg.nll, xout).numpy()

@@ -11,7 +11,8 @@ Two scores side by side, for each held-out class and for uniform noise:
   complex image, so what remains is what the VAE's global model of the classes fails
   to explain;
 * with ``size.steps.pixelcnn > 0``, the same ratio with a full-context
-  :class:`PixelCNN` in place of the VAE (``pixelcnn_ratio``): an autoregressive
+  :class:`GatedPixelCNN` (or, ``arch: plain``, a :class:`PixelCNN`) in place of the
+  VAE (``pixelcnn_ratio``): an autoregressive
   model's likelihood is sharp at the pixel level where the VAE's is blurred, so a
   notch or a corner the inliers never have costs what it should. Off at
   ``size=small`` (it would break the 10-minute budget on two cores; see the recipe
@@ -44,7 +45,7 @@ from voiceconv.images.experiments.common import (
 )
 from voiceconv.images.loops import History, batched, fit_vae
 from voiceconv.images.metrics import auroc
-from voiceconv.models.pixelcnn import LocalPixelCNN, PixelCNN
+from voiceconv.models.pixelcnn import GatedPixelCNN, LocalPixelCNN, PixelCNN
 from voiceconv.models.vae import VAE
 
 
@@ -64,6 +65,17 @@ def likelihood_ratio(neg_elbo: np.ndarray, background_nll: np.ndarray) -> np.nda
     """The likelihood-ratio score: the VAE's negative ELBO minus the background model's
     negative log-likelihood (both in nats); higher = more outlying."""
     return np.asarray(neg_elbo) - np.asarray(background_nll)
+
+
+def build_pixelcnn(channels: int, pcc: DictConfig) -> GatedPixelCNN | PixelCNN:
+    """The full-context model of ``pixelcnn_ratio``: ``arch`` gated (no blind spot, the
+    default) or plain (stacked masked convolutions; configs written before ``arch``)."""
+    arch = str(pcc.get("arch", "plain"))
+    if arch == "gated":
+        return GatedPixelCNN(channels, int(pcc.width), int(pcc.layers), int(pcc.get("kernel", 5)))
+    if arch == "plain":
+        return PixelCNN(channels, int(pcc.width), int(pcc.layers), bool(pcc.get("dilated", True)))
+    raise ConfigError(f"outliers.pixelcnn.arch must be 'gated' or 'plain', got {arch!r}")
 
 
 def exp_outliers(cfg: DictConfig, out: Path) -> dict[str, Any]:
@@ -98,7 +110,7 @@ def exp_outliers(cfg: DictConfig, out: Path) -> dict[str, Any]:
         if pc_steps > 0:
             torch.manual_seed(seed)
             pcc = ec.pixelcnn
-            pc = PixelCNN(sets.image_shape[0], int(pcc.width), int(pcc.layers), bool(pcc.dilated))
+            pc = build_pixelcnn(sets.image_shape[0], pcc)
             pc_hist, pc_secs = timed(lambda m=pc, d=tr: fit_vae(m, d, loop_of(cfg, "pixelcnn")))
             histories[f"pixelcnn_without_{name}"] = pc_hist
             pc.eval()
