@@ -299,3 +299,16 @@ def test_old_paths_import_and_old_checkpoints_load(tmp_path) -> None:
     loaded = load_model(tmp_path / "old.pt").eval()
     x = torch.rand(2, 1, 8, 8)
     assert torch.equal(loaded(x), clf(x))
+
+
+def test_outliers_pixelcnn_arch_switch() -> None:
+    from voiceconv.images.experiments.outliers import build_pixelcnn
+    from voiceconv.models.pixelcnn import GatedPixelCNN, PixelCNN
+
+    gated = build_pixelcnn(1, OmegaConf.create({"arch": "gated", "width": 4, "layers": 2, "kernel": 3}))
+    assert isinstance(gated, GatedPixelCNN) and gated.hparams["kernel"] == 3
+    # configs written before `arch` existed (width, layers, dilated) still build the plain model
+    plain = build_pixelcnn(1, OmegaConf.create({"width": 4, "layers": 2, "dilated": False}))
+    assert type(plain) is PixelCNN and plain.hparams["dilated"] is False
+    with pytest.raises(ConfigError, match="arch"):
+        build_pixelcnn(1, OmegaConf.create({"arch": "wavenet", "width": 4, "layers": 2}))
