@@ -91,7 +91,7 @@ def exp_gans(cfg: DictConfig, out: Path) -> dict[str, Any]:
                               gan_mode=str(ec.cgan_mode),
                               g_norm=str(ec.cgan_g_norm), d_norm=str(ec.cgan_d_norm),
                               spectral_norm=bool(ec.cgan_spectral_norm),
-                              d_base_channels=int(ec.cgan_d_width_mult) * w,
+                              d_base_channels=int(ec.get("cgan_d_width_mult", 1)) * w,
                               mismatch_weight=float(ec.cgan_mismatch_weight),
                               aux_weight=float(ec.get("cgan_aux_weight", 0.0)),
                               g_out_conv=bool(ec.get("cgan_g_out_conv", False)))
