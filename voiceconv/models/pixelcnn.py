@@ -152,7 +152,8 @@ class GatedPixelCNN(_BernoulliPixelModel):
     PixelCNN Decoders"): a vertical stack that sees every row above and a horizontal stack
     that sees the row to the left, so the blind spot of stacked masked convolutions
     (:class:`PixelCNN`) is gone; ``tanh * sigmoid`` gates. ``layers`` layers of
-    ``kernel`` reach ``layers * (kernel // 2)`` rows up and as many columns either side.
+    ``kernel`` reach ``layers * (kernel // 2) + 1`` rows up (the first layer's shift adds
+    one) and ``layers * (kernel // 2)`` columns either side.
     Deviations: no conditioning vector; the first layer's receptive field is the same
     ``kernel`` as the rest (the paper's first layer is 7x7); channels of a pixel
     independent given the context, as in :class:`LocalPixelCNN`.
