@@ -43,9 +43,13 @@ from tqdm.auto import tqdm
 
 from voiceconv.errors import ConfigError, TrainingDiverged
 from voiceconv.models.base import SavableModule, frozen
+from voiceconv.utils.machine import resolve_precision
 
 History = dict[str, list[float]]
 """Loss name -> running means, one per ``log_every`` steps."""
+
+
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -55,6 +59,13 @@ class LoopConfig:
     ``lr``/``betas`` configure Adam for the (only or generator) optimiser;
     ``d_lr``/``d_betas`` the discriminator's (default: the same). ``log_every``
     steps are averaged into one history entry. ``progress`` shows a tqdm bar.
+
+    One-optimiser loops (:func:`fit_objective`) also honour ``schedule`` ("constant",
+    or "cosine": ``lr`` decayed to 0 over ``steps`` after ``warmup`` linear steps, see
+    :func:`lr_factor`), ``precision`` ("fp32", "bf16" autocast, or "auto": bf16 where
+    the device computes it natively, see :func:`~voiceconv.utils.machine.resolve_precision`)
+    and ``channels_last`` (model and batches in NHWC, which oneDNN's bf16 convolutions
+    want).
     """
 
     steps: int = 1000
@@ -68,6 +79,10 @@ class LoopConfig:
     log_every: int = 10
     progress: bool = False
     desc: str = ""
+    schedule: str = "constant"
+    warmup: int = 0
+    precision: str = "fp32"
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.log_every < 1:
@@ -76,12 +91,37 @@ class LoopConfig:
             )
         if self.lr <= 0 or (self.d_lr is not None and self.d_lr <= 0):
             raise ConfigError(f"LoopConfig: learning rates must be > 0, got lr={self.lr}, d_lr={self.d_lr}")
+        if self.schedule not in SCHEDULES or self.warmup < 0:
+            raise ConfigError(f"LoopConfig: schedule must be one of {SCHEDULES} and warmup >= 0, "
+                              f"got {self.schedule!r}, {self.warmup}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"LoopConfig: precision must be auto, fp32 or bf16, got {self.precision!r}")
         self.betas = tuple(self.betas)  # type: ignore[assignment]
         if self.d_betas is not None:
             self.d_betas = tuple(self.d_betas)  # type: ignore[assignment]
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def lr_factor(step: int, steps: int, schedule: str = "constant", warmup: int = 0) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based) of ``steps``: 1 for
+    "constant"; for "cosine" ``min(1, (step + 1) / warmup) * (1 + cos(pi step / steps)) / 2``
+    (linear warm-up, then half a cosine down towards 0; Loshchilov & Hutter 2017
+    without restarts)."""
+    if schedule == "constant":
+        return 1.0
+    if schedule != "cosine":
+        raise ConfigError(f"lr_factor: schedule must be one of {SCHEDULES}, got {schedule!r}")
+    warm = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+    return warm * 0.5 * (1.0 + math.cos(math.pi * step / max(1, steps)))
+
+
+def _autocast(config: LoopConfig) -> contextlib.AbstractContextManager[object]:
+    """bf16 autocast when the loop's precision resolves to bf16 on its device; else nothing."""
+    if resolve_precision(config.precision, config.device) != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(config.device).type, dtype=torch.bfloat16)
 
 
 def to_signed(x: Tensor) -> Tensor:
@@ -264,17 +304,23 @@ def fit_objective(
 ) -> History:
     """The one-optimiser loop shared by the classifier, VAE and diffusion loops: draw a
     batch, ``terms = objective(batch)``, an Adam step on ``terms["loss"]``, record every
-    term. ``weights`` resample the training items."""
-    model.to(config.device).train()
+    term. ``weights`` resample the training items. Honours ``config.schedule``,
+    ``precision`` and ``channels_last``."""
+    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.to(config.device, memory_format=fmt).train()
     opt = _adam(model.parameters(), config.lr, config.betas)
     rec = _Recorder(config.log_every)
     with _seeded(config):
         batches = random_batches(data, config.batch_size, config.seed, weights, config.device)
         for step in _progress(config, config.desc):
-            terms = objective(next(batches))
-            _step(opt, terms["loss"])
+            for group in opt.param_groups:
+                group["lr"] = config.lr * lr_factor(step, config.steps, config.schedule, config.warmup)
+            batch = tuple(t.contiguous(memory_format=fmt) if t.dim() == 4 else t for t in next(batches))
+            with _autocast(config):
+                terms = objective(batch)
+            _step(opt, terms["loss"].float())
             rec.add(step, **terms)
-    model.eval()
+    model.to(memory_format=torch.contiguous_format).eval()
     return rec.result()
 
 

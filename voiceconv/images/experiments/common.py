@@ -44,7 +44,8 @@ def data_of(cfg: DictConfig, spec: ShapesSpec | None = None) -> ImageSets:
 
 def loop_of(cfg: DictConfig, kind: str, seed_offset: int = 0) -> LoopConfig:
     """Loop settings of model family ``kind``: steps and batch from ``size``, Adam from
-    ``optim`` (``d_lr``/``d_betas`` when the family sets them)."""
+    ``optim`` (``d_lr``/``d_betas``, ``schedule``/``warmup``, ``precision`` and
+    ``channels_last`` when the family sets them)."""
     opt = cfg.optim[kind]
     d_lr, d_betas = opt.get("d_lr"), opt.get("d_betas")
     return LoopConfig(
@@ -59,6 +60,10 @@ def loop_of(cfg: DictConfig, kind: str, seed_offset: int = 0) -> LoopConfig:
         log_every=max(1, int(cfg.size.steps[kind]) // 100),
         progress=bool(cfg.progress),
         desc=kind,
+        schedule=str(opt.get("schedule", "constant")),
+        warmup=int(opt.get("warmup", 0)),
+        precision=str(opt.get("precision", "fp32")),
+        channels_last=bool(opt.get("channels_last", False)),
     )
 
 
