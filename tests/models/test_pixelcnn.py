@@ -159,3 +159,13 @@ def test_gated_pixelcnn_save_load_and_arguments(tmp_path) -> None:
     torch.testing.assert_close(load_model(tmp_path / "g.pt").nll(x), m.nll(x))
     with pytest.raises(ConfigError):
         GatedPixelCNN(1, kernel=4)
+
+
+def test_gated_layer_gate_is_tanh_times_sigmoid() -> None:
+    """The gate's one-sigmoid form equals van den Oord et al.'s ``tanh(a) * sigmoid(b)``."""
+    layer = GatedPixelCNN(1, width=4, layers=1).layers[0]
+    x = torch.randn(3, 8, 5, 5) * 4
+    a, b = x[:, :4], x[:, 4:]
+    torch.testing.assert_close(layer._gate(x), torch.tanh(a) * torch.sigmoid(b), atol=1e-6, rtol=1e-5)
+    x_nhwc = x.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(layer._gate(x_nhwc), torch.tanh(a) * torch.sigmoid(b), atol=1e-6, rtol=1e-5)

@@ -42,8 +42,8 @@ class _BernoulliPixelModel(SavableModule):
     def nll(self, x: Tensor, logits: Tensor | None = None) -> Tensor:
         """Per-image negative log-likelihood in nats, ``(B,)`` (``x`` in [0, 1]; ``logits``
         from :meth:`forward` when already computed)."""
-        logits = self(x) if logits is None else logits
-        return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        logits = (self(x) if logits is None else logits).float()  # fp32 sum even under bf16 autocast
+        return F.binary_cross_entropy_with_logits(logits, x.float(), reduction="none").flatten(1).sum(1)
 
     def loss(self, x: Tensor, out: Tensor | None = None) -> dict[str, Tensor]:
         """``{"loss", "recon"}``: mean NLL per image (the interface of the VAE loop)."""
@@ -130,11 +130,17 @@ class _GatedLayer(nn.Module):
         self.h = nn.Conv2d(cin, 2 * width, (1, r + 1))
         self.v_to_h = nn.Conv2d(2 * width, 2 * width, 1)
         self.h_out = nn.Conv2d(width, width, 1)
+        scale = torch.ones(1, 2 * width, 1, 1)
+        scale[:, :width] = 2.0
+        self.register_buffer("gate_scale", scale, persistent=False)
 
-    @staticmethod
-    def _gate(x: Tensor) -> Tensor:
-        a, b = x.chunk(2, dim=1)
-        return torch.tanh(a) * torch.sigmoid(b)
+    def _gate(self, x: Tensor) -> Tensor:
+        """``tanh(a) * sigmoid(b)`` for ``x = [a, b]``, computed as ``(2 sigmoid(2a) - 1) *
+        sigmoid(b)`` (the same function): one sigmoid over the whole contiguous tensor is
+        faster on a CPU than two activations over channel halves (strided under
+        channels-last)."""
+        a, b = torch.sigmoid(x * self.gate_scale.to(x.dtype)).chunk(2, dim=1)
+        return (2.0 * a - 1.0) * b
 
     def forward(self, v: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         r = self.r
