@@ -77,9 +77,20 @@ def _until(check, what: str, timeout_s: float = 60.0) -> None:
 
 
 def _one_audio(page, scope: str, timeout_s: float = 120.0):
-    """The single ``<audio src>`` inside ``scope`` (Playwright locators pierce shadow DOM)."""
+    """The single ``<audio src>`` inside ``scope`` (Playwright locators pierce shadow DOM),
+    once it has stayed single for half a second: while a recording is handed to the player
+    the recorder's audio and the player's can both be present for a moment."""
     audio = page.locator(f"{scope} audio[src]")
-    _until(lambda: audio.count() == 1, f"an audio source in {scope}", timeout_s)
+    seen = {"since": None}
+
+    def settled() -> bool:
+        if audio.count() != 1:
+            seen["since"] = None
+            return False
+        seen["since"] = seen["since"] or time.monotonic()
+        return time.monotonic() - seen["since"] >= 0.5
+
+    _until(settled, f"one audio source in {scope}", timeout_s)
     return audio
 
 
