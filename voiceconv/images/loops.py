@@ -117,8 +117,9 @@ def lr_factor(step: int, steps: int, schedule: str = "constant", warmup: int = 0
     return warm * 0.5 * (1.0 + math.cos(math.pi * step / max(1, steps)))
 
 
-def _autocast(config: LoopConfig) -> contextlib.AbstractContextManager[object]:
-    """bf16 autocast when the loop's precision resolves to bf16 on its device; else nothing."""
+def loop_autocast(config: LoopConfig) -> contextlib.AbstractContextManager[object]:
+    """bf16 autocast when the loop's precision resolves to bf16 on its device; else nothing
+    (also for scoring a model the way it was trained)."""
     if resolve_precision(config.precision, config.device) != "bf16":
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(config.device).type, dtype=torch.bfloat16)
@@ -316,7 +317,7 @@ def fit_objective(
             for group in opt.param_groups:
                 group["lr"] = config.lr * lr_factor(step, config.steps, config.schedule, config.warmup)
             batch = tuple(t.contiguous(memory_format=fmt) if t.dim() == 4 else t for t in next(batches))
-            with _autocast(config):
+            with loop_autocast(config):
                 terms = objective(batch)
             _step(opt, terms["loss"].float())
             rec.add(step, **terms)
