@@ -81,14 +81,15 @@ def _one_audio(page, scope: str, timeout_s: float = 120.0):
     once it has stayed single for half a second: while a recording is handed to the player
     the recorder's audio and the player's can both be present for a moment."""
     audio = page.locator(f"{scope} audio[src]")
-    seen = {"since": None}
+    since: float | None = None
 
     def settled() -> bool:
+        nonlocal since
         if audio.count() != 1:
-            seen["since"] = None
+            since = None
             return False
-        seen["since"] = seen["since"] or time.monotonic()
-        return time.monotonic() - seen["since"] >= 0.5
+        since = since or time.monotonic()
+        return time.monotonic() - since >= 0.5
 
     _until(settled, f"one audio source in {scope}", timeout_s)
     return audio

@@ -100,6 +100,11 @@ class LoopConfig:
         if self.d_betas is not None:
             self.d_betas = tuple(self.d_betas)  # type: ignore[assignment]
 
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """``torch.channels_last`` when ``channels_last`` is set, else contiguous (NCHW)."""
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
 
 # ------------------------------------------------------------------ helpers
 
@@ -307,7 +312,7 @@ def fit_objective(
     batch, ``terms = objective(batch)``, an Adam step on ``terms["loss"]``, record every
     term. ``weights`` resample the training items. Honours ``config.schedule``,
     ``precision`` and ``channels_last``."""
-    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
+    fmt = config.memory_format
     model.to(config.device, memory_format=fmt).train()
     opt = _adam(model.parameters(), config.lr, config.betas)
     rec = _Recorder(config.log_every)

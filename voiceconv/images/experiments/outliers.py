@@ -80,14 +80,15 @@ def build_pixelcnn(channels: int, pcc: DictConfig) -> GatedPixelCNN | PixelCNN:
     raise ConfigError(f"outliers.pixelcnn.arch must be 'gated' or 'plain', got {arch!r}")
 
 
-def _scored_as_trained(model: GatedPixelCNN | PixelCNN, x: torch.Tensor, loop: LoopConfig) -> torch.Tensor:
-    """The model's per-image NLL under its training loop's precision and memory format
-    (bf16 channels-last scoring is about four times faster on a CPU with native bf16)."""
-    fmt = torch.channels_last if loop.channels_last else torch.contiguous_format
+def _nll_as_trained(model: GatedPixelCNN | PixelCNN, x: torch.Tensor, loop: LoopConfig, device: str) -> torch.Tensor:
+    """The model's per-image NLL of ``x``, in chunks, under its training loop's precision
+    and memory format (bf16 channels-last scoring is about four times faster on a CPU
+    with native bf16); the model is left contiguous, as it is saved."""
+    fmt = loop.memory_format
     model.to(memory_format=fmt)
     try:
         with loop_autocast(loop):
-            return model.nll(x.contiguous(memory_format=fmt))
+            return batched(lambda b: model.nll(b.contiguous(memory_format=fmt)), x, device=device)
     finally:
         model.to(memory_format=torch.contiguous_format)
 
@@ -139,7 +140,7 @@ def exp_outliers(cfg: DictConfig, out: Path) -> dict[str, Any]:
             bn = batched(bg.nll, x, device=dev).numpy()
             scores[group] = {"neg_elbo": ne, "likelihood_ratio": likelihood_ratio(ne, bn)}
             if pc is not None:
-                pc_nll = batched(lambda b, m=pc, lc=pc_loop: _scored_as_trained(m, b, lc), x, device=dev)
+                pc_nll = _nll_as_trained(pc, x, pc_loop, dev)
                 scores[group]["pixelcnn_ratio"] = likelihood_ratio(pc_nll.numpy(), bn)
         res: dict[str, Any] = {"n_in": len(t_in), "n_held_out": len(t_out)}
         for s in names:
