@@ -312,3 +312,60 @@ def test_outliers_pixelcnn_arch_switch() -> None:
     assert type(plain) is PixelCNN and plain.hparams["dilated"] is False
     with pytest.raises(ConfigError, match="arch"):
         build_pixelcnn(1, OmegaConf.create({"arch": "wavenet", "width": 4, "layers": 2}))
+
+
+@pytest.mark.slow
+def test_outliers_in_worker_processes_match_one_process(tmp_path) -> None:
+    """Held-out classes trained in two spawned workers (one thread each) give the same
+    scores and the same saved weights as the same classes trained one after another."""
+    extra = ["outliers.held_out=[heart,cross]"]
+    one = _run("outliers", tmp_path / "one", *extra, "outliers.workers=1")
+    two = _run("outliers", tmp_path / "two", *extra, "outliers.workers=2")
+    assert one["workers"] == 1 and two["workers"] == 2
+    for name in ("heart", "cross"):
+        for s in one["scores"]:
+            assert two["held_out"][name][s] == one["held_out"][name][s], (name, s)
+    assert sorted(one["models"]) == sorted(two["models"])
+    for name, rel in one["models"].items():
+        a = load_model(tmp_path / "one" / rel).state_dict()
+        b = load_model(tmp_path / "two" / two["models"][name]).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    assert (tmp_path / "two" / "scores_pixelcnn_ratio_without_cross.png").is_file()
+
+
+def test_outliers_warm_start_never_sees_a_held_out_class(monkeypatch) -> None:
+    """The PixelCNNs' shared warm start trains on the classes no run holds out, and is
+    off when every class is held out somewhere or its steps are 0."""
+    from voiceconv.images.data.sources import TensorImages
+    from voiceconv.images.experiments import outliers
+
+    seen: list[set[int]] = []
+
+    def spy(model, data, loop):
+        seen.append(set(data.labels.tolist()))
+        return {}
+
+    monkeypatch.setattr(outliers, "fit_vae", spy)
+    cfg = _compose(["experiment=outliers", "size=debug"])
+    labels = torch.arange(40) % 5
+    train = TensorImages(torch.rand(40, 1, 16, 16), labels)
+    state = outliers.warm_pixelcnn(cfg, train, [1, 3])
+    assert seen == [{0, 2, 4}]
+    assert state is not None and set(state) == set(outliers.build_pixelcnn(1, cfg.outliers.pixelcnn).state_dict())
+    assert outliers.warm_pixelcnn(cfg, train, [0, 1, 2, 3, 4]) is None
+    off = _compose(["experiment=outliers", "size=debug", "size.steps.pixelcnn_warm=0"])
+    assert outliers.warm_pixelcnn(off, train, [1]) is None
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize(("value", "threads", "device", "expected"),
+                         [("auto", 2, "cpu", 3), ("auto", 1, "cpu", 1), ("auto", 2, "cuda", 1), ("2", 1, "cpu", 2),
+                          ("8", 2, "cpu", 3)])
+def test_outliers_workers_setting(value: str, threads: int, device: str, expected: int) -> None:
+    from voiceconv.images.experiments.outliers import _workers
+
+    cfg = _compose(["experiment=outliers", "size=small", f"threads={threads}", f"device={device}",
+                    f"outliers.workers={value}"])
+    assert _workers(cfg, 3) == expected
+    with pytest.raises(ConfigError, match="outliers.workers"):
+        _workers(_compose(["experiment=outliers", "outliers.workers=0"]), 3)

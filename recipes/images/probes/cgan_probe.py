@@ -40,6 +40,8 @@ p.add_argument("--ema", type=float, default=0.0)
 p.add_argument("--kp1", type=float, default=0.0)  # weight of a (K+1)-way softmax head: real -> y, fake -> K
 p.add_argument("--kp1_only", type=int, default=0)  # drop the projection / aux / mismatch losses
 p.add_argument("--decay", type=float, default=0.0)  # linear lr decay to 0 over this last fraction of steps
+p.add_argument("--pose", type=int, default=0)  # canonical shape + affine placement generator (LR-GAN-like)
+p.add_argument("--pose_scale", type=float, default=2.5)  # initial sampling zoom (canonical -> output)
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 with initialize_config_dir(config_dir=str(ROOT / "conf" / "images"), version_base="1.3"):
@@ -56,6 +58,48 @@ torch.manual_seed(a.seed)
 cg = ConditionalGAN(num_classes=sets.num_classes, latent_dim=64, channels=1, image_size=32, base_channels=a.gw*w,
     gan_mode=a.loss, g_norm="conditional_batch", d_norm=a.dnorm, spectral_norm=bool(a.sn), d_base_channels=a.dw*w,
     mismatch_weight=a.mismatch, aux_weight=a.aux, g_aux_weight=a.g_aux)
+if a.pose:
+    from torch import nn
+    from voiceconv.models.cgan import ConditionalBatchNorm2d
+    from voiceconv.models.init import init_weights
+    import math
+
+    class PoseGenerator(nn.Module):
+        """Draw a class's shape in a canonical frame (CBN DCGAN stack -> logits), then place it:
+        an affine warp (zoom, rotation, shift) predicted from z, tanh after the warp."""
+        def __init__(self, zdim, K, w):
+            super().__init__()
+            ch = [8 * w, 4 * w, 2 * w, w]
+            self.convs = nn.ModuleList([nn.ConvTranspose2d(zdim, ch[0], 4, 1, 0, bias=False)])
+            self.norms = nn.ModuleList([ConditionalBatchNorm2d(ch[0], K)])
+            for i in range(3):
+                self.convs.append(nn.ConvTranspose2d(ch[i], ch[i + 1], 4, 2, 1, bias=False))
+                self.norms.append(ConditionalBatchNorm2d(ch[i + 1], K))
+            self.out = nn.Conv2d(w, 1, 3, 1, 1)
+            for m in (*self.convs, self.out):
+                init_weights(m)
+            self.pose = nn.Sequential(nn.Linear(zdim, 64), nn.ReLU(), nn.Linear(64, 4))
+            nn.init.zeros_(self.pose[2].weight); nn.init.zeros_(self.pose[2].bias)
+            self.zdim = zdim
+        def forward(self, z, labels):
+            zc, zp = z, z
+            h = zc[:, :, None, None]
+            for conv, norm in zip(self.convs, self.norms):
+                h = torch.relu(norm(conv(h), labels))
+            logits = self.out(h) * 4.0 - 2.0
+            p = self.pose(zp)
+            # pose from fixed random directions of z plus a learned correction
+            s = a.pose_scale * torch.exp(0.35 * torch.tanh(p[:, 0] + zp[:, 0]))
+            th = math.pi * torch.tanh(p[:, 1] + zp[:, 1])
+            tx = 0.75 * torch.tanh(p[:, 2] + 0.6 * zp[:, 2])
+            ty = 0.75 * torch.tanh(p[:, 3] + 0.6 * zp[:, 3])
+            A = torch.stack([torch.stack([s * torch.cos(th), -s * torch.sin(th), -tx * s], 1),
+                             torch.stack([s * torch.sin(th), s * torch.cos(th), -ty * s], 1)], 1)
+            grid = F.affine_grid(A, (z.shape[0], 1, 32, 32), align_corners=False)
+            warped = F.grid_sample(logits, grid, mode="bilinear", padding_mode="border", align_corners=False)
+            return torch.tanh(warped)
+
+    cg.generator = PoseGenerator(64, sets.num_classes, a.gw * w)
 if a.dstem:
     from torch import nn
     from voiceconv.models.init import init_weights
