@@ -150,7 +150,8 @@ def test_old_checkpoints_rebuild_the_old_architecture() -> None:
 
 
 @pytest.mark.slow
-def test_two_class_gan_draws_the_asked_class_with_diversity() -> None:
+@pytest.mark.parametrize("g_arch", ["dcgan", "placed"])
+def test_two_class_gan_draws_the_asked_class_with_diversity(g_arch: str) -> None:
     # class 0: a bright 3x3 square somewhere in the left half of an 8x8 image, class 1:
     # in the right half. A conditional GAN must put its square on the asked side and
     # keep the position varying within each class.
@@ -166,7 +167,8 @@ def test_two_class_gan_draws_the_asked_class_with_diversity() -> None:
     for i in range(n):
         x[i, 0, rows[i] : rows[i] + 3, cols[i] : cols[i] + 3] = 1
     torch.manual_seed(0)
-    m = ConditionalGAN(2, latent_dim=8, channels=1, image_size=8, base_channels=16)
+    m = ConditionalGAN(2, latent_dim=8, channels=1, image_size=8, base_channels=16, g_arch=g_arch,
+                       placement_zoom=1.5)
     fit_cgan(m, TensorImages(x, labels), LoopConfig(steps=500, batch_size=32, lr=2e-3, log_every=50))
     torch.manual_seed(1)
     asked = torch.arange(200) % 2
@@ -213,3 +215,65 @@ def test_auxiliary_classifier_learns_a_two_class_problem() -> None:
 def test_checkpoints_without_aux_weight_load_without_the_head() -> None:
     hp = ConditionalGAN.upgrade_hparams({"num_classes": 2, "g_norm": "conditional_batch"})
     assert hp["aux_weight"] == 0.0
+
+
+def _disk_canonical(size: int, cx: float, cy: float, rx: float, ry: float):
+    """Logits of an axis-aligned ellipse (centre and radii in [-1, 1] image units):
+    +10 inside, -10 outside."""
+    g = (torch.arange(size) + 0.5) / size * 2 - 1
+    inside = ((g[None, :] - cx) / rx) ** 2 + ((g[:, None] - cy) / ry) ** 2 <= 1
+    return (inside.float() * 20 - 10)[None, None]
+
+
+def _centre_and_extent(img: torch.Tensor) -> tuple[float, float, float, float]:
+    """Centroid (x, y) and half-extents (x, y) of the lit pixels, in [-1, 1] units."""
+    size = img.shape[-1]
+    g = (torch.arange(size) + 0.5) / size * 2 - 1
+    lit = (img[0, 0] > 0).float()
+    ys, xs = torch.nonzero(lit, as_tuple=True)
+    cx, cy = float(g[xs].mean()), float(g[ys].mean())
+    return cx, cy, float(g[xs].max() - g[xs].min()) / 2, float(g[ys].max() - g[ys].min()) / 2
+
+
+def test_placed_generator_places_the_canonical_object_by_zoom_rotation_and_shift(monkeypatch) -> None:
+    # the canonical frame holds a centred ellipse 0.8 wide and 0.3 high (half-extents); with
+    # the pose MLP at its zero init, z[:, :4] sets the pose in closed form:
+    # zoom = 2.5 * exp(0.35 tanh z0), angle = pi tanh z1, shift = 0.75 tanh(0.6 z2 | 0.6 z3)
+    import math
+
+    from voiceconv.models.cgan import PlacedObjectGenerator
+
+    size = 64
+    g = PlacedObjectGenerator(latent_dim=8, num_classes=2, out_channels=1, image_size=size, base_channels=2)
+    canon = _disk_canonical(size, 0.0, 0.0, 0.8, 0.3)
+    monkeypatch.setattr(g, "canonical", lambda z, labels: canon.expand(z.shape[0], -1, -1, -1))
+    z = torch.zeros(3, 8)
+    z[1, 2], z[1, 3] = math.atanh(0.5) / 0.6, math.atanh(-0.4) / 0.6  # shift (0.375, -0.3)
+    z[2, 1] = math.atanh(0.5)  # a quarter turn
+    z[2, 0] = math.atanh(1 / 0.35 * math.log(2 / 2.5))  # zoom 2
+    with torch.no_grad():
+        out = g(z, torch.zeros(3, dtype=torch.long))
+    px = 2 / size  # one pixel in [-1, 1] units
+    cx, cy, ex, ey = _centre_and_extent(out[:1])
+    assert abs(cx) < px and abs(cy) < px
+    assert abs(ex - 0.8 / 2.5) < 1.5 * px and abs(ey - 0.3 / 2.5) < 1.5 * px
+    cx, cy, ex, ey = _centre_and_extent(out[1:2])
+    assert abs(cx - 0.375) < px and abs(cy + 0.3) < px
+    assert abs(ex - 0.8 / 2.5) < 1.5 * px and abs(ey - 0.3 / 2.5) < 1.5 * px
+    cx, cy, ex, ey = _centre_and_extent(out[2:3])  # turned by 90 degrees: the long axis is vertical
+    assert abs(cx) < px and abs(cy) < px
+    assert abs(ex - 0.3 / 2) < 1.5 * px and abs(ey - 0.8 / 2) < 1.5 * px
+    assert out.min() >= -1 and out.max() <= 1
+
+
+def test_placed_generator_is_an_option_of_the_cgan(tmp_path) -> None:
+    m = _model(g_arch="placed", image_size=16)
+    x = m.sample(torch.tensor([0, 1, 2]))
+    assert x.shape == (3, 1, 16, 16)
+    save_model(m, tmp_path / "c.pt")
+    back = load_model(tmp_path / "c.pt")
+    assert type(back.generator).__name__ == "PlacedObjectGenerator"
+    with pytest.raises(ConfigError, match="g_arch"):
+        _model(g_arch="nope")
+    with pytest.raises(ConfigError, match="g_arch"):
+        _model(g_arch="placed", g_norm="batch")

@@ -94,7 +94,9 @@ def exp_gans(cfg: DictConfig, out: Path) -> dict[str, Any]:
                               d_base_channels=int(ec.get("cgan_d_width_mult", 1)) * w,
                               mismatch_weight=float(ec.cgan_mismatch_weight),
                               aux_weight=float(ec.get("cgan_aux_weight", 0.0)),
-                              g_out_conv=bool(ec.get("cgan_g_out_conv", False)))
+                              g_out_conv=bool(ec.get("cgan_g_out_conv", False)),
+                              g_arch=str(ec.get("cgan_g_arch", "dcgan")),
+                              placement_zoom=float(ec.get("cgan_placement_zoom", 2.5)))
         hist, secs = timed(lambda: fit_cgan(cgan, sets.train, loop_of(cfg, "cgan"), label_index=-1,
                                             d_steps=int(ec.cgan_d_steps)))
         histories["cgan"] = hist
