@@ -80,6 +80,14 @@ def build_from_description(desc: dict[str, Any]) -> SavableModule:
     return cls(**cls.upgrade_hparams(dict(desc.get("hparams", {}))))
 
 
+def model_from_payload(payload: dict[str, Any]) -> SavableModule:
+    """The inverse of :func:`model_payload`: build the class with its hparams and load
+    the weights."""
+    model = build_from_description(payload)
+    model.load_state_dict(payload["state_dict"])
+    return model
+
+
 def save_model(model: SavableModule, path: str | os.PathLike[str]) -> None:
     """Save class, hparams and weights atomically to ``path``."""
     with atomic_path(path) as tmp:
@@ -98,11 +106,9 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise CheckpointError(path, "not a voiceconv model checkpoint (no state_dict)")
     try:
-        model = build_from_description(payload)
+        return model_from_payload(payload)
     except CheckpointError as exc:
         raise CheckpointError(path, exc.problem) from exc
-    model.load_state_dict(payload["state_dict"])
-    return model
 
 
 @contextlib.contextmanager

@@ -39,6 +39,25 @@ class ConditionalBatchNorm2d(nn.Module):
         return self.gamma(labels)[:, :, None, None] * self.bn(x) + self.beta(labels)[:, :, None, None]
 
 
+def _cbn_up_stack(latent_dim: int, widths: list[int], num_classes: int) -> tuple[nn.ModuleList, nn.ModuleList]:
+    """The generators' upsampling stack: a 4x4 transposed convolution from ``z`` to
+    ``widths[0]`` channels, then one 2x transposed convolution per further width, each
+    followed by class-conditional batch norm (see :func:`_run_cbn_stack`)."""
+    convs = nn.ModuleList([nn.ConvTranspose2d(latent_dim, widths[0], 4, 1, 0, bias=False)])
+    norms = nn.ModuleList([ConditionalBatchNorm2d(widths[0], num_classes)])
+    for c_in, c_out in zip(widths, widths[1:], strict=False):
+        convs.append(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False))
+        norms.append(ConditionalBatchNorm2d(c_out, num_classes))
+    return convs, norms
+
+
+def _run_cbn_stack(h: Tensor, convs: nn.ModuleList, norms: nn.ModuleList, labels: Tensor) -> Tensor:
+    """``relu(CBN(conv(h), labels))`` through every stage of :func:`_cbn_up_stack`."""
+    for conv, norm in zip(convs, norms, strict=True):
+        h = torch.relu(norm(conv(h), labels))
+    return h
+
+
 class ConditionalDCGANGenerator(nn.Module):
     """The DCGAN generator (same layers and widths as
     :class:`~voiceconv.models.gan.DCGANGenerator`) with every batch norm made
@@ -53,27 +72,18 @@ class ConditionalDCGANGenerator(nn.Module):
                  base_channels: int, out_conv: bool = False) -> None:
         super().__init__()
         n = _n_ups(image_size)
-        ch = base_channels * 2 ** (n - 1)
-        self.convs = nn.ModuleList([nn.ConvTranspose2d(latent_dim, ch, 4, 1, 0, bias=False)])
-        self.norms = nn.ModuleList([ConditionalBatchNorm2d(ch, num_classes)])
-        for _ in range(n - 1):
-            self.convs.append(nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False))
-            self.norms.append(ConditionalBatchNorm2d(ch // 2, num_classes))
-            ch //= 2
+        widths = [base_channels * 2 ** (n - 1 - i) for i in range(n)] + ([base_channels] if out_conv else [])
+        self.convs, self.norms = _cbn_up_stack(latent_dim, widths, num_classes)
         if out_conv:
-            self.convs.append(nn.ConvTranspose2d(ch, base_channels, 4, 2, 1, bias=False))
-            self.norms.append(ConditionalBatchNorm2d(base_channels, num_classes))
             self.out: nn.Module = nn.Conv2d(base_channels, out_channels, 3, 1, 1, bias=False)
         else:
-            self.out = nn.ConvTranspose2d(ch, out_channels, 4, 2, 1, bias=False)
+            self.out = nn.ConvTranspose2d(base_channels, out_channels, 4, 2, 1, bias=False)
         for m in (*self.convs, self.out):
             init_weights(m)
 
     def forward(self, z: Tensor, labels: Tensor) -> Tensor:
         h = z[:, :, None, None] if z.dim() == 2 else z
-        for conv, norm in zip(self.convs, self.norms, strict=True):
-            h = torch.relu(norm(conv(h), labels))
-        return torch.tanh(self.out(h))
+        return torch.tanh(self.out(_run_cbn_stack(h, self.convs, self.norms, labels)))
 
 
 class PlacedObjectGenerator(nn.Module):
@@ -98,13 +108,9 @@ class PlacedObjectGenerator(nn.Module):
         if latent_dim < 4 or zoom <= 0 or not 0 <= max_shift <= 1:
             raise ConfigError("PlacedObjectGenerator: latent_dim >= 4, zoom > 0 and max_shift in [0, 1]")
         n = _n_ups(image_size)
-        ch = [base_channels * 2 ** (n - i) for i in range(n + 1)]
-        self.convs = nn.ModuleList([nn.ConvTranspose2d(latent_dim, ch[0], 4, 1, 0, bias=False)])
-        self.norms = nn.ModuleList([ConditionalBatchNorm2d(ch[0], num_classes)])
-        for i in range(n):
-            self.convs.append(nn.ConvTranspose2d(ch[i], ch[i + 1], 4, 2, 1, bias=False))
-            self.norms.append(ConditionalBatchNorm2d(ch[i + 1], num_classes))
-        self.out = nn.Conv2d(ch[-1], out_channels, 3, 1, 1)
+        self.convs, self.norms = _cbn_up_stack(latent_dim, [base_channels * 2 ** (n - i) for i in range(n + 1)],
+                                               num_classes)
+        self.out = nn.Conv2d(base_channels, out_channels, 3, 1, 1)
         for m in (*self.convs, self.out):
             init_weights(m)
         self.pose = nn.Sequential(nn.Linear(latent_dim, 64), nn.ReLU(), nn.Linear(64, 4))
@@ -114,10 +120,7 @@ class PlacedObjectGenerator(nn.Module):
 
     def canonical(self, z: Tensor, labels: Tensor) -> Tensor:
         """The object's logits in its canonical frame, ``(B, C, H, W)``."""
-        h = z[:, :, None, None]
-        for conv, norm in zip(self.convs, self.norms, strict=True):
-            h = torch.relu(norm(conv(h), labels))
-        return self.out(h) * 4.0 - 2.0  # starts dark (tanh(-2) = -0.96) with visible structure
+        return self.out(_run_cbn_stack(z[:, :, None, None], self.convs, self.norms, labels)) * 4.0 - 2.0  # starts dark (tanh(-2) = -0.96) with visible structure
 
     def placement(self, z: Tensor) -> Tensor:
         """``(B, 2, 3)`` affine matrices (output -> canonical coordinates, ``affine_grid``'s

@@ -55,7 +55,7 @@ from voiceconv.images.experiments.common import (
 )
 from voiceconv.images.loops import History, LoopConfig, batched, fit_vae, loop_autocast
 from voiceconv.images.metrics import auroc
-from voiceconv.models.base import build_from_description, model_payload
+from voiceconv.models.base import model_from_payload, model_payload
 from voiceconv.models.pixelcnn import GatedPixelCNN, LocalPixelCNN, PixelCNN
 from voiceconv.models.vae import VAE
 
@@ -226,12 +226,8 @@ def _in_worker(threads: int, fn: Callable[..., dict[str, Any]], *args: Any) -> d
 
 
 def _rebuild(result: dict[str, Any]) -> dict[str, Any]:
-    models = {}
-    for n, payload in result["models"].items():
-        models[n] = build_from_description(payload)
-        models[n].load_state_dict(payload["state_dict"])
-        models[n].eval()
-    return {**result, "models": models}
+    """A worker's result with its models rebuilt from their payloads (see :func:`_in_worker`)."""
+    return {**result, "models": {n: model_from_payload(p).eval() for n, p in result["models"].items()}}
 
 
 def _workers(cfg: DictConfig, n_jobs: int) -> int:
@@ -285,7 +281,7 @@ def exp_outliers(cfg: DictConfig, out: Path) -> dict[str, Any]:
             vae_jobs = [pool.submit(_in_worker, threads, train_vae_scores, cfg, sp, out) for sp in splits]
             torch.set_num_threads(threads)  # this process is one more worker now
             try:
-                warm = warm_pixelcnn(cfg, train, held) if with_pc else None
+                warm = warm_pixelcnn(cfg, train, held)
             finally:
                 torch.set_num_threads(int(cfg.threads))
             warm_secs = time.perf_counter() - t0
@@ -293,7 +289,7 @@ def exp_outliers(cfg: DictConfig, out: Path) -> dict[str, Any]:
             vae_res = [_rebuild(j.result()) for j in vae_jobs]
             pc_res: list[dict[str, Any] | None] = [_rebuild(j.result()) for j in pc_jobs] or [None] * len(splits)
     else:
-        warm = warm_pixelcnn(cfg, train, held) if with_pc else None
+        warm = warm_pixelcnn(cfg, train, held)
         warm_secs = time.perf_counter() - t0
         vae_res = [train_vae_scores(cfg, sp, out) for sp in splits]
         pc_res = [train_pixelcnn_nll(cfg, sp, warm) for sp in splits] if with_pc else [None] * len(splits)
