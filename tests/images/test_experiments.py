@@ -333,6 +333,22 @@ def test_outliers_in_worker_processes_match_one_process(tmp_path) -> None:
     assert (tmp_path / "two" / "scores_pixelcnn_ratio_without_cross.png").is_file()
 
 
+@pytest.mark.slow
+def test_gans_cgan_in_a_worker_process_matches_one_process(tmp_path) -> None:
+    """The conditional GAN trained in a spawned worker (one thread, beside this process)
+    scores the same and saves the same weights as when trained here after the rest."""
+    one = _run("gans", tmp_path / "one", "gans.workers=1")
+    two = _run("gans", tmp_path / "two", "gans.workers=2")
+    assert one["workers"] == 1 and two["workers"] == 2
+    for name in ("cgan", "dcgan", "progressive"):
+        assert two[name]["fd"] == one[name]["fd"], name
+    assert two["cgan"]["conditional_accuracy"] == one["cgan"]["conditional_accuracy"]
+    for name, rel in one["models"].items():
+        a = load_model(tmp_path / "one" / rel).state_dict()
+        b = load_model(tmp_path / "two" / two["models"][name]).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
 def test_outliers_warm_start_never_sees_a_held_out_class(monkeypatch) -> None:
     """The PixelCNNs' shared warm start trains on the classes no run holds out, and is
     off when every class is held out somewhere or its steps are 0."""
@@ -362,10 +378,10 @@ def test_outliers_warm_start_never_sees_a_held_out_class(monkeypatch) -> None:
                          [("auto", 2, "cpu", 3), ("auto", 1, "cpu", 1), ("auto", 2, "cuda", 1), ("2", 1, "cpu", 2),
                           ("8", 2, "cpu", 3)])
 def test_outliers_workers_setting(value: str, threads: int, device: str, expected: int) -> None:
-    from voiceconv.images.experiments.outliers import _workers
+    from voiceconv.images.experiments.common import worker_count
 
     cfg = _compose(["experiment=outliers", "size=small", f"threads={threads}", f"device={device}",
                     f"outliers.workers={value}"])
-    assert _workers(cfg, 3) == expected
+    assert worker_count(cfg, "outliers", 3) == expected
     with pytest.raises(ConfigError, match="outliers.workers"):
-        _workers(_compose(["experiment=outliers", "outliers.workers=0"]), 3)
+        worker_count(_compose(["experiment=outliers", "outliers.workers=0"]), "outliers", 3)

@@ -1,4 +1,4 @@
-"""The one-optimiser image loop's learning-rate schedule, precision and memory format."""
+"""The image loops' learning-rate schedule, precision and memory format."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from torch import nn
 
 from voiceconv.errors import ConfigError
 from voiceconv.images.data.sources import TensorImages
-from voiceconv.images.loops import LoopConfig, fit_objective, lr_factor
+from voiceconv.images.loops import LoopConfig, fit_gan, fit_objective, lr_factor
 
 
 def _images(n: int = 16, channels: int = 1) -> TensorImages:
@@ -66,6 +66,77 @@ def test_precision_and_memory_format_reach_the_objective(precision: str, channel
     assert seen["dtype"] == (torch.bfloat16 if precision == "bf16" else torch.float32)
     assert seen["nhwc"] is channels_last
     assert conv.weight.dtype == torch.float32 and conv.weight.is_contiguous()
+
+
+class _SpyGAN(nn.Module):
+    """A one-conv 'GAN' that records the dtype its conv computes in and the memory format
+    of the real batches it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.d = nn.Conv2d(3, 2, 3, padding=1)
+        self.g = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.seen: list[tuple[torch.dtype, bool]] = []
+
+    def discriminator_loss(self, real):
+        out = self.d(real)
+        self.seen.append((out.dtype, real.is_contiguous(memory_format=torch.channels_last) and not real.is_contiguous()))
+        return out.pow(2).mean()
+
+    def generator_loss(self, real):
+        out = self.d(self.g.expand_as(real))
+        self.seen.append((out.dtype, True))
+        self.d_trainable_in_g_step = self.d.weight.requires_grad
+        return out.mean()
+
+    def generator_parameters(self):
+        return iter([self.g])
+
+    def discriminator_parameters(self):
+        return self.d.parameters()
+
+
+@pytest.mark.parametrize("precision, channels_last", [("fp32", False), ("bf16", True)])
+def test_gan_loop_honours_precision_and_memory_format(precision: str, channels_last: bool) -> None:
+    m = _SpyGAN()
+    fit_gan(m, _images(channels=3), LoopConfig(steps=2, batch_size=4, precision=precision, channels_last=channels_last))
+    want = torch.bfloat16 if precision == "bf16" else torch.float32
+    assert len(m.seen) == 4 and all(dtype == want for dtype, _ in m.seen)
+    assert all(nhwc is channels_last for _, nhwc in m.seen[::2])  # the real batches
+    assert m.d.weight.dtype == torch.float32 and m.d.weight.is_contiguous()  # saved as before
+    assert m.d.weight.grad is not None and m.d.weight.grad.dtype == torch.float32
+    assert m.d_trainable_in_g_step is False and m.d.weight.requires_grad  # frozen for G, restored
+
+
+class _LinearGAN(nn.Module):
+    """Losses with constant gradients (1 for each player's one weight): each Adam step moves
+    a weight by its scheduled learning rate (a closed form for the schedule)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.g, self.d = nn.Parameter(torch.zeros(())), nn.Parameter(torch.zeros(()))
+
+    def discriminator_loss(self, real):
+        return self.d * 1.0 + 0 * real.sum()
+
+    def generator_loss(self, real):
+        return self.g * 1.0
+
+    def generator_parameters(self):
+        return iter([self.g])
+
+    def discriminator_parameters(self):
+        return iter([self.d])
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_gan_loop_follows_the_schedule_for_both_players(schedule: str) -> None:
+    m, steps, lr, d_lr = _LinearGAN(), 30, 0.01, 0.03
+    fit_gan(m, _images(), LoopConfig(steps=steps, batch_size=4, lr=lr, d_lr=d_lr, betas=(0.9, 0.999),
+                                     schedule=schedule, warmup=3))
+    factors = [lr_factor(s, steps, schedule, 3) for s in range(steps)]
+    assert m.g.item() == pytest.approx(-lr * sum(factors), rel=1e-5)
+    assert m.d.item() == pytest.approx(-d_lr * sum(factors), rel=1e-5)
 
 
 def test_bad_schedule_or_precision_is_refused() -> None:

@@ -235,7 +235,8 @@ def _centre_and_extent(img: torch.Tensor) -> tuple[float, float, float, float]:
     return cx, cy, float(g[xs].max() - g[xs].min()) / 2, float(g[ys].max() - g[ys].min()) / 2
 
 
-def test_placed_generator_places_the_canonical_object_by_zoom_rotation_and_shift(monkeypatch) -> None:
+@pytest.mark.parametrize("canvas", [None, 32])
+def test_placed_generator_places_the_canonical_object_by_zoom_rotation_and_shift(monkeypatch, canvas) -> None:
     # the canonical frame holds a centred ellipse 0.8 wide and 0.3 high (half-extents); with
     # the pose MLP at its zero init, z[:, :4] sets the pose in closed form:
     # zoom = 2.5 * exp(0.35 tanh z0), angle = pi tanh z1, shift = 0.75 tanh(0.6 z2 | 0.6 z3)
@@ -244,8 +245,10 @@ def test_placed_generator_places_the_canonical_object_by_zoom_rotation_and_shift
     from voiceconv.models.cgan import PlacedObjectGenerator
 
     size = 64
-    g = PlacedObjectGenerator(latent_dim=8, num_classes=2, out_channels=1, image_size=size, base_channels=2)
-    canon = _disk_canonical(size, 0.0, 0.0, 0.8, 0.3)
+    # a canonical frame of the image's size, or of half of it (canvas 32, drawn at 64 / 2.5)
+    g = PlacedObjectGenerator(latent_dim=8, num_classes=2, out_channels=1, image_size=size, base_channels=2,
+                              canvas_size=canvas)
+    canon = _disk_canonical(canvas or size, 0.0, 0.0, 0.8, 0.3)
     monkeypatch.setattr(g, "canonical", lambda z, labels: canon.expand(z.shape[0], -1, -1, -1))
     z = torch.zeros(3, 8)
     z[1, 2], z[1, 3] = math.atanh(0.5) / 0.6, math.atanh(-0.4) / 0.6  # shift (0.375, -0.3)
@@ -273,6 +276,11 @@ def test_placed_generator_is_an_option_of_the_cgan(tmp_path) -> None:
     save_model(m, tmp_path / "c.pt")
     back = load_model(tmp_path / "c.pt")
     assert type(back.generator).__name__ == "PlacedObjectGenerator"
+    half = _model(g_arch="placed", image_size=16, placement_canvas=8)  # the canonical frame at 8x8
+    assert half.generator.canonical(torch.randn(2, half.latent_dim), torch.tensor([0, 1])).shape == (2, 1, 8, 8)
+    assert half.sample(torch.tensor([0, 1])).shape == (2, 1, 16, 16)
+    save_model(half, tmp_path / "h.pt")
+    assert load_model(tmp_path / "h.pt").hparams["placement_canvas"] == 8
     with pytest.raises(ConfigError, match="g_arch"):
         _model(g_arch="nope")
     with pytest.raises(ConfigError, match="g_arch"):

@@ -65,7 +65,8 @@ class LoopConfig:
     :func:`lr_factor`), ``precision`` ("fp32", "bf16" autocast, or "auto": bf16 where
     the device computes it natively, see :func:`~voiceconv.utils.machine.resolve_precision`)
     and ``channels_last`` (model and batches in NHWC, which oneDNN's bf16 convolutions
-    want).
+    want); :func:`fit_gan` and :func:`fit_cgan` honour all three (the schedule scales
+    both players' rates), :func:`fit_progressive` ``precision`` and ``channels_last``.
     """
 
     steps: int = 1000
@@ -249,6 +250,18 @@ def _step(opt: torch.optim.Optimizer, loss: Tensor) -> None:
     opt.step()
 
 
+def _schedule(config: LoopConfig, step: int, opt: torch.optim.Optimizer,
+              d_opt: torch.optim.Optimizer | None = None) -> None:
+    """Set the optimisers' learning rates for ``step``: ``lr`` (and ``d_lr``) times
+    :func:`lr_factor`."""
+    factor = lr_factor(step, config.steps, config.schedule, config.warmup)
+    for group in opt.param_groups:
+        group["lr"] = config.lr * factor
+    if d_opt is not None:
+        for group in d_opt.param_groups:
+            group["lr"] = (config.d_lr or config.lr) * factor
+
+
 def _progress(config: LoopConfig, desc: str) -> tqdm:
     return tqdm(range(config.steps), desc=config.desc or desc, disable=not config.progress, leave=False)
 
@@ -319,8 +332,7 @@ def fit_objective(
     with _seeded(config):
         batches = random_batches(data, config.batch_size, config.seed, weights, config.device)
         for step in _progress(config, config.desc):
-            for group in opt.param_groups:
-                group["lr"] = config.lr * lr_factor(step, config.steps, config.schedule, config.warmup)
+            _schedule(config, step, opt)
             batch = tuple(t.contiguous(memory_format=fmt) if t.dim() == 4 else t for t in next(batches))
             with loop_autocast(config):
                 terms = objective(batch)
@@ -490,24 +502,31 @@ def fit_gan(
     ``discriminator_loss(batch)`` and ``generator/discriminator_parameters()``), or, with
     ``label_index``, of a class-conditional one (``discriminator_loss(batch, labels)``,
     ``generator_loss(labels)``; generator steps use the last real batch's labels).
-    Real images are fed in [-1, 1]. History: ``d_loss``, ``g_loss``."""
-    model.to(config.device).train()
+    Real images are fed in [-1, 1]. The discriminator is frozen during the generator step
+    (its gradients there would be discarded). Honours ``config.precision`` and
+    ``channels_last`` (the losses under bf16 autocast). History: ``d_loss``, ``g_loss``."""
+    fmt = config.memory_format
+    model.to(config.device, memory_format=fmt).train()
     g_opt = _adam(model.generator_parameters(), config.lr, config.betas)
     d_opt = _d_opt(model.discriminator_parameters(), config)
     rec = _Recorder(config.log_every)
     with _seeded(config):
         batches = random_batches(data, config.batch_size, config.seed, None, config.device)
         for step in _progress(config, "gan"):
+            _schedule(config, step, g_opt, d_opt)
             for _ in range(d_steps):
                 batch = next(batches)
-                real = to_signed(batch[0])
+                real = to_signed(batch[0]).contiguous(memory_format=fmt)
                 cond = () if label_index is None else (_labels(batch, label_index),)
-                d_loss = model.discriminator_loss(real, *cond)
-                _step(d_opt, d_loss)
-            g_loss = model.generator_loss(*cond) if cond else model.generator_loss(real)
-            _step(g_opt, g_loss)
+                with loop_autocast(config):
+                    d_loss = model.discriminator_loss(real, *cond)
+                _step(d_opt, d_loss.float())
+            with frozen(model.discriminator_parameters()):
+                with loop_autocast(config):
+                    g_loss = model.generator_loss(*cond) if cond else model.generator_loss(real)
+                _step(g_opt, g_loss.float())
             rec.add(step, d_loss=d_loss, g_loss=g_loss)
-    model.eval()
+    model.to(memory_format=torch.contiguous_format).eval()
     return rec.result()
 
 
@@ -540,8 +559,10 @@ def fit_progressive(
     resolution up to ``model.max_resolution`` (see :func:`progressive_schedule`);
     the optimisers' state is kept across stages. Real images are fed in [-1, 1] at
     full size; the model pools and fades them (``prepare_real``). History:
-    ``d_loss``, ``g_loss``, ``resolution``, ``alpha``."""
-    model.to(config.device).train()
+    ``d_loss``, ``g_loss``, ``resolution``, ``alpha``. Honours ``config.precision`` and
+    ``channels_last`` as :func:`fit_gan` does."""
+    fmt = config.memory_format
+    model.to(config.device, memory_format=fmt).train()
     g_opt = _adam(model.generator_parameters(), config.lr, config.betas)
     d_opt = _d_opt(model.discriminator_parameters(), config)
     rec = _Recorder(config.log_every)
@@ -551,14 +572,17 @@ def fit_progressive(
             res, alpha = progressive_schedule(step, config.steps, model.resolutions)
             model.set_stage(res, alpha)
             for _ in range(d_steps):
-                real = to_signed(next(batches)[0])
-                d_loss = model.discriminator_loss(real)
-                _step(d_opt, d_loss)
-            g_loss = model.generator_loss(real)
-            _step(g_opt, g_loss)
+                real = to_signed(next(batches)[0]).contiguous(memory_format=fmt)
+                with loop_autocast(config):
+                    d_loss = model.discriminator_loss(real)
+                _step(d_opt, d_loss.float())
+            with frozen(model.discriminator_parameters()):
+                with loop_autocast(config):
+                    g_loss = model.generator_loss(real)
+                _step(g_opt, g_loss.float())
             rec.add(step, d_loss=d_loss, g_loss=g_loss, resolution=res, alpha=alpha)
     model.set_stage(model.max_resolution, 1.0)
-    model.eval()
+    model.to(memory_format=torch.contiguous_format).eval()
     return rec.result()
 
 

@@ -93,7 +93,10 @@ class PlacedObjectGenerator(nn.Module):
 
     The canonical drawing is a DCGAN stack with class-conditional batch norm (4x4 to the
     full size, widths ``8, 4, 2, 1 x base_channels``, then a 3x3 convolution to logits), so
-    the object can fill the canvas and its outline gets the canvas's resolution. A
+    the object can fill the canvas and its outline gets the canvas's resolution
+    (``canvas_size``, by default the image size; the object is shown at ``1 / zoom`` of
+    the image, so a canvas of half the image size still has more than one canvas pixel
+    per image pixel, at a third of the cost). A
     similarity transform (zoom, rotation, shift) predicted from ``z`` maps it into the
     image: four entries of ``z`` drive the pose directly (so poses vary from the first
     step) and a small MLP learns corrections. The warp acts on the logits and ``tanh``
@@ -103,11 +106,12 @@ class PlacedObjectGenerator(nn.Module):
     the canonical frame's own, extended at the border), no recurrence."""
 
     def __init__(self, latent_dim: int, num_classes: int, out_channels: int, image_size: int,
-                 base_channels: int, zoom: float = 2.5, max_shift: float = 0.75) -> None:
+                 base_channels: int, zoom: float = 2.5, max_shift: float = 0.75,
+                 canvas_size: int | None = None) -> None:
         super().__init__()
         if latent_dim < 4 or zoom <= 0 or not 0 <= max_shift <= 1:
             raise ConfigError("PlacedObjectGenerator: latent_dim >= 4, zoom > 0 and max_shift in [0, 1]")
-        n = _n_ups(image_size)
+        n = _n_ups(canvas_size or image_size)
         self.convs, self.norms = _cbn_up_stack(latent_dim, [base_channels * 2 ** (n - i) for i in range(n + 1)],
                                                num_classes)
         self.out = nn.Conv2d(base_channels, out_channels, 3, 1, 1)
@@ -134,7 +138,8 @@ class PlacedObjectGenerator(nn.Module):
 
     def forward(self, z: Tensor, labels: Tensor) -> Tensor:
         logits = self.canonical(z, labels)
-        grid = F.affine_grid(self.placement(z), list(logits.shape), align_corners=False)
+        b, c = logits.shape[:2]
+        grid = F.affine_grid(self.placement(z), [b, c, self.image_size, self.image_size], align_corners=False)
         return torch.tanh(F.grid_sample(logits, grid, mode="bilinear", padding_mode="border", align_corners=False))
 
 
@@ -153,7 +158,8 @@ class ConditionalGAN(SavableModule):
     conditional-batch-norm stack draws the object in a canonical frame, and a zoom,
     rotation and shift predicted from ``z`` place it (LR-GAN's transformed foreground;
     ``placement_zoom`` is the canvas-to-object size ratio, 2.5 for the shapes, whose
-    objects span 0.2-0.45 of the image). Deviation, and why: the DCGAN generator drew
+    objects span 0.2-0.45 of the image; ``placement_canvas`` the canonical frame's size,
+    by default the image's). Deviation, and why: the DCGAN generator drew
     blobs of about the right size that a classifier could not place (class accuracy
     0.60-0.65 at ``size=small``), since it had to learn every outline at every pose and
     position; drawn once in a canonical frame at the canvas's resolution and then
@@ -209,6 +215,7 @@ class ConditionalGAN(SavableModule):
         g_out_conv: bool = False,
         g_arch: str = "dcgan",
         placement_zoom: float = 2.5,
+        placement_canvas: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hparams(num_classes=num_classes, latent_dim=latent_dim, channels=channels,
@@ -217,7 +224,7 @@ class ConditionalGAN(SavableModule):
                           d_norm=d_norm, d_base_channels=d_base_channels, init_projection=init_projection,
                           mismatch_weight=mismatch_weight, aux_weight=aux_weight,
                           g_aux_weight=g_aux_weight, aux_fake=aux_fake, g_out_conv=g_out_conv,
-                          g_arch=g_arch, placement_zoom=placement_zoom)
+                          g_arch=g_arch, placement_zoom=placement_zoom, placement_canvas=placement_canvas)
         if num_classes < 1:
             raise ConfigError(f"ConditionalGAN needs num_classes >= 1, got {num_classes}")
         if g_norm not in G_NORMS:
@@ -236,7 +243,8 @@ class ConditionalGAN(SavableModule):
         self.label_embedding = None if self.conditional_norm else nn.Embedding(num_classes, embed_dim)
         if g_arch == "placed":
             self.generator = PlacedObjectGenerator(latent_dim, num_classes, channels, image_size,
-                                                   base_channels, zoom=placement_zoom)
+                                                   base_channels, zoom=placement_zoom,
+                                                   canvas_size=placement_canvas)
         elif self.conditional_norm:
             self.generator = ConditionalDCGANGenerator(latent_dim, num_classes, channels, image_size,
                                                        base_channels, out_conv=g_out_conv)
@@ -333,7 +341,8 @@ class ConditionalGAN(SavableModule):
             loss = loss + self.aux_weight * ce
         if self.mismatch_weight > 0 and self.num_classes > 1:
             wrong = (labels + torch.randint_like(labels, 1, self.num_classes)) % self.num_classes
-            loss = loss + self.mismatch_weight * self.gan_loss.loss(self.discriminate(real, wrong), False)
+            # the same real features under wrong labels (one trunk pass serves both terms)
+            loss = loss + self.mismatch_weight * self.gan_loss.loss(self._logit(h_real, wrong), False)
         return loss
 
     def generator_parameters(self) -> Iterator[Parameter]:

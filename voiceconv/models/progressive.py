@@ -317,7 +317,7 @@ class ProgressiveGAN(SavableModule):
         if fake is None:
             with torch.no_grad():
                 fake = self(torch.randn(real.shape[0], self.latent_dim, device=real.device))
-        fake = fake.detach()
+        fake = fake.detach().to(real.dtype)  # bf16 when drawn under autocast
         real_logits, fake_logits = self.discriminate(real), self.discriminate(fake)
         if self.loss_kind == "nonsaturating":
             return self._ns.discriminator_loss(real_logits, fake_logits)

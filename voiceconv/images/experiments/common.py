@@ -1,5 +1,6 @@
 """Pieces every image experiment uses: the config's data and loop settings, figures,
-timing, sampling in chunks, and saving the trained models beside the metrics."""
+timing, sampling in chunks, saving the trained models beside the metrics, and training
+in worker processes."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
+from voiceconv.errors import ConfigError  # noqa: E402
 from voiceconv.images.data import ShapesSpec  # noqa: E402
 from voiceconv.images.data.sources import ImageSets, image_sets  # noqa: E402
 from voiceconv.images.loops import History, LoopConfig, get_batch  # noqa: E402
-from voiceconv.models.base import SavableModule, save_model  # noqa: E402
+from voiceconv.models.base import SavableModule, model_from_payload, model_payload, save_model  # noqa: E402
 from voiceconv.models.latent_tools import image_grid  # noqa: E402
 from voiceconv.utils.atomic import atomic_path  # noqa: E402
 
@@ -165,3 +167,33 @@ def pixel_std(images: torch.Tensor, labels: torch.Tensor | None = None) -> float
         return float(images.std(0).mean())
     per_class = [images[labels == k].std(0).mean() for k in labels.unique() if int((labels == k).sum()) > 1]
     return float(torch.stack(per_class).mean()) if per_class else float("nan")
+
+
+def worker_count(cfg: DictConfig, section: str, n_jobs: int) -> int:
+    """The ``workers`` setting of experiment section ``section``: a number (at most
+    ``n_jobs``), or ``auto`` = ``n_jobs`` processes on a CPU when ``threads > 1``, else 1
+    (in this process)."""
+    w = cfg[section].get("workers", 1)
+    if str(w) == "auto":
+        return n_jobs if str(cfg.device) == "cpu" and int(cfg.threads) > 1 else 1
+    try:
+        n = int(w)
+    except ValueError:
+        raise ConfigError(f"{section}.workers must be a number or 'auto', got {w!r}") from None
+    if n < 1:
+        raise ConfigError(f"{section}.workers must be >= 1, got {n}")
+    return min(n, n_jobs)
+
+
+def in_worker(threads: int, fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """``fn(*args)`` in a worker process with ``threads`` intra-op threads; the models in
+    its result's ``models`` come back as save payloads (class, hparams, state) for the
+    parent to rebuild (:func:`rebuild`)."""
+    torch.set_num_threads(threads)
+    result = fn(*args)
+    return {**result, "models": {n: model_payload(m) for n, m in result["models"].items()}}
+
+
+def rebuild(result: dict[str, Any]) -> dict[str, Any]:
+    """A worker's result with its models rebuilt from their payloads (see :func:`in_worker`)."""
+    return {**result, "models": {n: model_from_payload(p).eval() for n, p in result["models"].items()}}

@@ -28,7 +28,6 @@ the held-out classes side by side (``outliers.workers``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,17 +44,19 @@ from voiceconv.images.experiments.common import (
     data_of,
     final,
     hidden_of,
+    in_worker,
     loop_of,
+    rebuild,
     save_curves,
     save_grid,
     save_histograms,
     save_models,
     take,
     timed,
+    worker_count,
 )
 from voiceconv.images.loops import History, LoopConfig, batched, fit_vae, loop_autocast
 from voiceconv.images.metrics import auroc
-from voiceconv.models.base import model_from_payload, model_payload
 from voiceconv.models.pixelcnn import GatedPixelCNN, LocalPixelCNN, PixelCNN
 from voiceconv.models.vae import VAE
 
@@ -217,34 +218,6 @@ def _summarise(names: list[str], sp: _Split, vs: dict[str, Any], pcs: dict[str, 
     return res
 
 
-def _in_worker(threads: int, fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """``fn(*args)`` in a worker process with ``threads`` intra-op threads; its models come
-    back as save payloads (class, hparams, state) for the parent to rebuild."""
-    torch.set_num_threads(threads)
-    result = fn(*args)
-    return {**result, "models": {n: model_payload(m) for n, m in result["models"].items()}}
-
-
-def _rebuild(result: dict[str, Any]) -> dict[str, Any]:
-    """A worker's result with its models rebuilt from their payloads (see :func:`_in_worker`)."""
-    return {**result, "models": {n: model_from_payload(p).eval() for n, p in result["models"].items()}}
-
-
-def _workers(cfg: DictConfig, n_jobs: int) -> int:
-    """``outliers.workers``: a number, or ``auto`` = one process per held-out class on a
-    CPU when ``threads > 1``, else 1 (in this process)."""
-    w = cfg.outliers.get("workers", 1)
-    if str(w) == "auto":
-        return n_jobs if str(cfg.device) == "cpu" and int(cfg.threads) > 1 else 1
-    try:
-        n = int(w)
-    except ValueError:
-        raise ConfigError(f"outliers.workers must be a number or 'auto', got {w!r}") from None
-    if n < 1:
-        raise ConfigError(f"outliers.workers must be >= 1, got {n}")
-    return min(n, n_jobs)
-
-
 def exp_outliers(cfg: DictConfig, out: Path) -> dict[str, Any]:
     """For each held-out class: train a VAE, a background model and (``size.steps.pixelcnn
     > 0``) a full-context PixelCNN on the rest; AUROC of every score for the held-out
@@ -271,23 +244,23 @@ def exp_outliers(cfg: DictConfig, out: Path) -> dict[str, Any]:
             raise ConfigError(f"outliers: class {name!r} has no test items or is the only class")
         splits.append(_split(str(name), h, train, test, noise))
         held.append(h)
-    workers = _workers(cfg, len(splits))
+    workers = worker_count(cfg, "outliers", len(splits))
     with_pc = "pixelcnn_ratio" in names
     t0 = time.perf_counter()
     if workers > 1:
         threads = max(1, int(cfg.threads) // workers)
         ctx = torch.multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            vae_jobs = [pool.submit(_in_worker, threads, train_vae_scores, cfg, sp, out) for sp in splits]
+            vae_jobs = [pool.submit(in_worker, threads, train_vae_scores, cfg, sp, out) for sp in splits]
             torch.set_num_threads(threads)  # this process is one more worker now
             try:
                 warm = warm_pixelcnn(cfg, train, held)
             finally:
                 torch.set_num_threads(int(cfg.threads))
             warm_secs = time.perf_counter() - t0
-            pc_jobs = [pool.submit(_in_worker, threads, train_pixelcnn_nll, cfg, sp, warm) for sp in splits] if with_pc else []
-            vae_res = [_rebuild(j.result()) for j in vae_jobs]
-            pc_res: list[dict[str, Any] | None] = [_rebuild(j.result()) for j in pc_jobs] or [None] * len(splits)
+            pc_jobs = [pool.submit(in_worker, threads, train_pixelcnn_nll, cfg, sp, warm) for sp in splits] if with_pc else []
+            vae_res = [rebuild(j.result()) for j in vae_jobs]
+            pc_res: list[dict[str, Any] | None] = [rebuild(j.result()) for j in pc_jobs] or [None] * len(splits)
     else:
         warm = warm_pixelcnn(cfg, train, held)
         warm_secs = time.perf_counter() - t0
