@@ -262,6 +262,17 @@ def _schedule(config: LoopConfig, step: int, opt: torch.optim.Optimizer,
             group["lr"] = (config.d_lr or config.lr) * factor
 
 
+def _update(opt: torch.optim.Optimizer, config: LoopConfig, loss_fn: Callable[..., Tensor], *args: Tensor,
+            hold: Iterator[nn.Parameter] | tuple[()] = ()) -> Tensor:
+    """One step of ``opt`` on ``loss_fn(*args)``, computed under the loop's autocast with
+    its backward in fp32, while the parameters ``hold`` (the other player) stay frozen."""
+    with frozen(hold):
+        with loop_autocast(config):
+            loss = loss_fn(*args)
+        _step(opt, loss.float())
+    return loss
+
+
 def _progress(config: LoopConfig, desc: str) -> tqdm:
     return tqdm(range(config.steps), desc=config.desc or desc, disable=not config.progress, leave=False)
 
@@ -518,13 +529,9 @@ def fit_gan(
                 batch = next(batches)
                 real = to_signed(batch[0]).contiguous(memory_format=fmt)
                 cond = () if label_index is None else (_labels(batch, label_index),)
-                with loop_autocast(config):
-                    d_loss = model.discriminator_loss(real, *cond)
-                _step(d_opt, d_loss.float())
-            with frozen(model.discriminator_parameters()):
-                with loop_autocast(config):
-                    g_loss = model.generator_loss(*cond) if cond else model.generator_loss(real)
-                _step(g_opt, g_loss.float())
+                d_loss = _update(d_opt, config, model.discriminator_loss, real, *cond)
+            g_loss = _update(g_opt, config, model.generator_loss, *(cond or (real,)),
+                             hold=model.discriminator_parameters())
             rec.add(step, d_loss=d_loss, g_loss=g_loss)
     model.to(memory_format=torch.contiguous_format).eval()
     return rec.result()
@@ -573,13 +580,8 @@ def fit_progressive(
             model.set_stage(res, alpha)
             for _ in range(d_steps):
                 real = to_signed(next(batches)[0]).contiguous(memory_format=fmt)
-                with loop_autocast(config):
-                    d_loss = model.discriminator_loss(real)
-                _step(d_opt, d_loss.float())
-            with frozen(model.discriminator_parameters()):
-                with loop_autocast(config):
-                    g_loss = model.generator_loss(real)
-                _step(g_opt, g_loss.float())
+                d_loss = _update(d_opt, config, model.discriminator_loss, real)
+            g_loss = _update(g_opt, config, model.generator_loss, real, hold=model.discriminator_parameters())
             rec.add(step, d_loss=d_loss, g_loss=g_loss, resolution=res, alpha=alpha)
     model.set_stage(model.max_resolution, 1.0)
     model.to(memory_format=torch.contiguous_format).eval()

@@ -92,7 +92,8 @@ class PlacedObjectGenerator(nn.Module):
     spatial transformer's differentiable sampler (Jaderberg et al. 2015).
 
     The canonical drawing is a DCGAN stack with class-conditional batch norm (4x4 to the
-    full size, widths ``8, 4, 2, 1 x base_channels``, then a 3x3 convolution to logits), so
+    canvas size, the width halving at each 2x stage down to ``base_channels``: ``8, 4, 2,
+    1 x base_channels`` for a 32x32 canvas; then a 3x3 convolution to logits), so
     the object can fill the canvas and its outline gets the canvas's resolution
     (``canvas_size``, by default the image size; the object is shown at ``1 / zoom`` of
     the image, so a canvas of half the image size still has more than one canvas pixel

@@ -38,6 +38,7 @@ from voiceconv.utils.machine import (
     has_native_bf16,
     machine_signature,
     resolve_precision,
+    torch_threads,
 )
 
 CACHE_ENV = "VOICECONV_CACHE_DIR"
@@ -98,10 +99,8 @@ def time_train_step(
     b = torch.randn(batch, n_mels, frames, device=device)
     cast = (torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if precision == "bf16"
             else contextlib.nullcontext())
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
     times = []
-    try:
+    with torch_threads(threads):
         for i in range(warmup + steps):
             t0 = time.perf_counter()
             with net.discriminators_frozen(), cast:
@@ -113,8 +112,6 @@ def time_train_step(
             net.zero_grad(set_to_none=True)
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(before)
     return statistics.median(times)
 
 

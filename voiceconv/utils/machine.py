@@ -7,8 +7,10 @@ with AVX-512 BF16 / AMX, and about 7x *slower* on one with only AVX2 (emulated).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -102,7 +104,21 @@ def resolve_precision(requested: str, device: Any) -> str:
     return "bf16" if dev.type == "cpu" and has_native_bf16() else "fp32"
 
 
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` inside the block and restored afterwards
+    (timing a setting, or this process working beside worker processes)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 __all__ = [
     "NATIVE_BF16_FLAGS", "available_cores", "cpu_flags", "cpu_name", "describe_cpu",
-    "has_native_bf16", "machine_signature", "parse_cpuinfo", "resolve_precision",
+    "has_native_bf16", "machine_signature", "parse_cpuinfo", "resolve_precision", "torch_threads",
 ]

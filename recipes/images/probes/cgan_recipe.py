@@ -6,15 +6,10 @@ exp_gans runs them), with Hydra overrides; the judge is cached per seed and prec
 """
 import argparse
 import json
-import sys
-import time
-from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
+from _gans_probe import ROOT, gans_cfg, judge_cache
 
-ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT))
 from voiceconv.images.experiments.common import data_of  # noqa: E402
 from voiceconv.images.experiments.gans import judge_cgan, train_cgan  # noqa: E402
 from voiceconv.images.experiments.judge import train_judge  # noqa: E402
@@ -26,21 +21,16 @@ p.add_argument("--threads", type=int, default=1)
 p.add_argument("--tag", default="x")
 p.add_argument("overrides", nargs="*")
 a = p.parse_args()
-torch.set_num_threads(a.threads)
-with initialize_config_dir(config_dir=str(ROOT / "conf" / "images"), version_base="1.3"):
-    cfg = compose("config", overrides=["experiment=gans", "size=small", f"seed={a.seed}", *a.overrides])
+cfg = gans_cfg(a.threads, [f"seed={a.seed}", *a.overrides])
 out = ROOT / f"runs/images/probes/cgr_{a.tag}_s{a.seed}"
 out.mkdir(parents=True, exist_ok=True)
 sets = data_of(cfg)
-oc = cfg.optim.classifier
-jtag = f"{oc.get('precision', 'fp32')}_{oc.get('schedule', 'constant')}_{cfg.size.steps.classifier}"
-jp = ROOT / f"runs/images/probes/judge_recipe_s{a.seed}_{jtag}.pt"
+jp = judge_cache(cfg)
 if jp.exists():
     judge = torch.load(jp, weights_only=False)
 else:
     judge = train_judge(cfg, sets, out)
     torch.save(judge, jp)
-t = time.perf_counter()
 cg = train_cgan(cfg, sets.train, sets.num_classes, sets.image_shape[0])
 save_model(cg["models"]["cgan"], out / "cgan.pt")
 res = judge_cgan(cfg, cg["models"]["cgan"].eval(), judge, sets.classes, out)

@@ -6,18 +6,19 @@ progressive GAN averaged over its four stages), fp32 against bf16 autocast + cha
 """
 import argparse
 import dataclasses
-import sys
 import time
-from pathlib import Path
 
-import torch
-from hydra import compose, initialize_config_dir
+from _gans_probe import gans_cfg
 
-ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT))
 from voiceconv.images.experiments.common import data_of, loop_of  # noqa: E402
 from voiceconv.images.experiments.gans import build_cgan, build_dcgan  # noqa: E402
-from voiceconv.images.loops import SmallClassifier, fit_cgan, fit_classifier, fit_gan, fit_progressive  # noqa: E402
+from voiceconv.images.loops import (  # noqa: E402
+    SmallClassifier,
+    fit_cgan,
+    fit_classifier,
+    fit_gan,
+    fit_progressive,
+)
 from voiceconv.models.progressive import ProgressiveGAN  # noqa: E402
 
 p = argparse.ArgumentParser()
@@ -25,9 +26,7 @@ p.add_argument("--threads", type=int, default=1)
 p.add_argument("--steps", type=int, default=30)
 p.add_argument("overrides", nargs="*")
 a = p.parse_args()
-torch.set_num_threads(a.threads)
-with initialize_config_dir(config_dir=str(ROOT / "conf" / "images"), version_base="1.3"):
-    cfg = compose("config", overrides=["experiment=gans", "size=small", "size.n_train=2000", *a.overrides])
+cfg = gans_cfg(a.threads, ["size.n_train=2000", *a.overrides])
 sets = data_of(cfg)
 w, ch, n = int(cfg.size.width), sets.image_shape[0], a.steps
 

@@ -30,6 +30,7 @@ from voiceconv.images.loops import History, fit_cgan, fit_gan, fit_progressive, 
 from voiceconv.models.cgan import ConditionalGAN
 from voiceconv.models.gan import GAN
 from voiceconv.models.progressive import ProgressiveGAN
+from voiceconv.utils.machine import torch_threads
 
 
 def build_dcgan(cfg: DictConfig, channels: int) -> GAN:
@@ -153,11 +154,8 @@ def exp_gans(cfg: DictConfig, out: Path) -> dict[str, Any]:
         threads = max(1, int(cfg.threads) // 2)
         with ProcessPoolExecutor(max_workers=1, mp_context=torch.multiprocessing.get_context("spawn")) as pool:
             job = pool.submit(in_worker, threads, train_cgan, cfg, sets.train, sets.num_classes, ch)
-            torch.set_num_threads(threads)  # this process is the second worker now
-            try:
+            with torch_threads(threads):  # this process is the second worker now
                 un = _unconditional(cfg, sets, out)
-            finally:
-                torch.set_num_threads(int(cfg.threads))
             cg = rebuild(job.result())
     else:
         un = _unconditional(cfg, sets, out)

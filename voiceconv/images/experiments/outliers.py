@@ -59,6 +59,7 @@ from voiceconv.images.loops import History, LoopConfig, batched, fit_vae, loop_a
 from voiceconv.images.metrics import auroc
 from voiceconv.models.pixelcnn import GatedPixelCNN, LocalPixelCNN, PixelCNN
 from voiceconv.models.vae import VAE
+from voiceconv.utils.machine import torch_threads
 
 
 def _as_tensors(data: Any) -> TensorImages:
@@ -252,11 +253,8 @@ def exp_outliers(cfg: DictConfig, out: Path) -> dict[str, Any]:
         ctx = torch.multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             vae_jobs = [pool.submit(in_worker, threads, train_vae_scores, cfg, sp, out) for sp in splits]
-            torch.set_num_threads(threads)  # this process is one more worker now
-            try:
+            with torch_threads(threads):  # this process is one more worker now
                 warm = warm_pixelcnn(cfg, train, held)
-            finally:
-                torch.set_num_threads(int(cfg.threads))
             warm_secs = time.perf_counter() - t0
             pc_jobs = [pool.submit(in_worker, threads, train_pixelcnn_nll, cfg, sp, warm) for sp in splits] if with_pc else []
             vae_res = [rebuild(j.result()) for j in vae_jobs]
