@@ -163,12 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--momentum", type=float, default=0.99)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", default="1",
-                    help="torch and BLAS threads, or a comma list run in turn (default 1)")
+                    help="torch and BLAS threads, or a comma list run in turn (default 1; with --vocoders the first)")
     ap.add_argument("--synthetic", action="store_true", help="harmonic test signals instead of flite speech")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--vocoders", nargs="*", default=None,
                     help="time these vocoder checkpoints against Griffin-Lim on the same mels instead")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads for --vocoders (default 1)")
     ap.add_argument("--holdout", type=Path, default=None,
                     help="with --vocoders: the held-out files of this vocoder run folder as the clips")
     args = ap.parse_args(argv)
@@ -183,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     if not clips:
         clips, source = synthetic_clips(args.clips, sr), "synthetic harmonic signals"
     if args.vocoders is not None:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(int(args.threads.split(",")[0]))  # --vocoders: the first count only
         bench_vocoders(clips, source, args.vocoders, args.repeats)
         return 0
     mags = [magnitude(y, n_fft, hop) for y in clips]

@@ -88,15 +88,15 @@ def write_wav(path: Path, wav: np.ndarray, sr: int = TINY_MEL.sample_rate) -> Pa
     return path
 
 
-def write_vocos(path: Path, seed: int = 0, mel_config: MelConfig = TINY_MEL) -> Path:
-    """An untrained, seeded tiny Vocos shaped like ``vocos_small`` (magnitude prior, integrated
-    phase), saved in the vocoder checkpoint format (``save_model``)."""
+def write_vocos(path: Path, seed: int = 0, mel_config: MelConfig = TINY_MEL, **kw: object) -> Path:
+    """An untrained, seeded tiny Vocos shaped like ``vocos_small_integrated`` (magnitude prior,
+    integrated phase; ``kw`` overrides), saved in the vocoder checkpoint format (``save_model``)."""
     from voiceconv.models.base import save_model
     from voiceconv.vocoders.vocos import VocosGenerator
 
     torch.manual_seed(seed)
     net = VocosGenerator(mel_config.to_dict(), dim=16, intermediate_dim=32, num_layers=2,
-                         magnitude_prior=True, phase="integrated")
+                         **{"magnitude_prior": True, "phase": "integrated", **kw})
     save_model(net, path)
     return path
 

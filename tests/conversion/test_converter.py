@@ -482,14 +482,18 @@ def test_cuda_matches_cpu(ckpt: Path) -> None:
     assert sr == SR and out.shape == (2 * SR,) and np.isfinite(out).all()
 
 
-def test_a_vocos_checkpoint_vocodes_the_conversion(tmp_path: Path, ckpt: Path) -> None:
+@pytest.mark.parametrize("kind", [dict(phase="integrated"),
+                                  dict(phase="locked", prior_nnls_iter=3, refine_iters=2)],
+                         ids=["integrated", "locked-refined"])
+def test_a_vocos_checkpoint_vocodes_the_conversion(tmp_path: Path, ckpt: Path, kind: dict) -> None:
     """A Vocos generator saved as the vocoder trainer saves it (payload under "model" plus the
-    MelConfig) is picked by path; its output equals the generator's own on the converted mel."""
+    MelConfig) is picked by path; its output equals the generator's own on the converted mel.
+    Both CPU kinds: vocos_small_integrated's and vocos_small's (locked phase, projections)."""
     from voiceconv.vocoders.vocos import VocosGenerator
 
     torch.manual_seed(0)
     gen = VocosGenerator(TINY_MEL.to_dict(), dim=8, intermediate_dim=16, num_layers=1,
-                         magnitude_prior=True, phase="integrated").eval()
+                         magnitude_prior=True, **kind).eval()
     path = tmp_path / "vocos.ckpt"
     torch.save({"model": model_payload(gen), "mel_config": TINY_MEL.to_dict()}, path)
     vc = VoiceConverter.from_checkpoint(ckpt, vocoder=path)

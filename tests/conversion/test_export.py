@@ -190,6 +190,14 @@ def test_hifigan_with_griffinlim_source_refused(files, tmp_path):
     assert not out.exists()
 
 
+def test_vocos_with_griffin_lim_projections_refused(files, tmp_path):
+    voc = write_vocos(tmp_path / "refined.pt", phase="locked", refine_iters=2)
+    out = tmp_path / "x.onnx"
+    with pytest.raises(ConfigError, match="refines its phase with 2 fast Griffin-Lim projections"):
+        ex.export_onnx(files["ckpt"], "a2b", voc, out)
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_mismatched_mel_config_refused_naming_the_field(exported, files, tmp_path):
     other = dataclasses.replace(TINY_MEL, fmax=3000.0)

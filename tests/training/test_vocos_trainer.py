@@ -43,7 +43,7 @@ def _sgd(params):
 
 
 def _trainer(run_dir, *, max_steps=2, seed=0, waves=None, make_opt=_sgd, batch_size=2,
-             **kw) -> VocoderTrainer:
+             gen_kw=None, **kw) -> VocoderTrainer:
     seed_everything(seed)
     settings = VocoderSettings(**{
         "max_steps": max_steps, "segment_size": SEGMENT, "batch_size": batch_size, "ckpt_every": 1, "keep_last": 2,
@@ -53,7 +53,7 @@ def _trainer(run_dir, *, max_steps=2, seed=0, waves=None, make_opt=_sgd, batch_s
                              SEGMENT, batch_size, seed=seed)
     discs = {"mpd": MultiPeriodDiscriminator((2, 3), (2, 4, 8, 8, 8)),
              "mrd": MultiResolutionDiscriminator(((256, 64, 256), (128, 32, 128)), channels=4)}
-    return VocoderTrainer(VocosGenerator(MEL.to_dict(), dim=16, intermediate_dim=32, num_layers=2),
+    return VocoderTrainer(VocosGenerator(MEL.to_dict(), dim=16, intermediate_dim=32, num_layers=2, **(gen_kw or {})),
                           discs, sampler, settings, run_dir, make_opt_g=make_opt, make_opt_d=make_opt)
 
 
@@ -61,7 +61,7 @@ def _flat(*modules) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for m in modules for p in m.parameters()])
 
 
-def _reference_update(gen, discs, wav, mel):
+def _reference_update(gen, discs, wav, mel, lambda_phase=0.5):
     """The update written out: D: sum_k mean relu(1 - D_k(y)) + mean relu(1 + D_k(G(s))), SGD step;
     G: sum_k -mean D_k(G(s)) + sum_k sum_i mean|D_k^i(y) - D_k^i(G(s))| + 45 mel L1 (to Nyquist)
     + 3 STFT loss + 2 (|log S_hat - log S| + SC) + 0.5 phase loss, SGD step. The target S is
@@ -90,7 +90,9 @@ def _reference_update(gen, discs, wav, mel):
     sc = torch.stack([torch.linalg.norm(r - torch.exp(m)) / torch.linalg.norm(r) for r, m in zip(ref_mag, est, strict=True)])
     mag_term = (est - torch.log(ref_mag.clamp_min(1e-5))).abs().mean() + sc.mean()
     g_loss = (45.0 * (loss_front(wav) - loss_front(fake)).abs().mean() + 3.0 * MultiResolutionSTFTLoss()(wav, fake)
-              + 2.0 * mag_term + 0.5 * spectrum_phase_loss(phase, target, edge_frames=e))
+              + 2.0 * mag_term)
+    if lambda_phase:
+        g_loss = g_loss + lambda_phase * spectrum_phase_loss(phase, target, edge_frames=e)
     for disc in discs:
         logits, maps = disc(torch.cat([wav, fake]))
         for x in logits:
@@ -127,6 +129,25 @@ def test_one_step_equals_a_hand_written_update(tmp_path):
     torch.testing.assert_close(_flat(*trainer.discriminators.values()), _flat(*discs), rtol=1e-4, atol=1e-6)
 
 
+def test_locked_phase_step_equals_a_hand_written_update_without_phase_loss(tmp_path):
+    """The locked phase has no parameters: the trainer gives it no phase loss (lambda_phase is
+    set), and the update is the hand-written one on the magnitude's terms with the NNLS prior."""
+    gen_kw = dict(phase="locked", magnitude_prior=True, prior_nnls_iter=3)
+    trainer = _trainer(tmp_path / "run", max_steps=1, gen_kw=gen_kw)
+    with torch.no_grad():  # a head that is not zero, so the prior's residual moves
+        trainer.generator.head.weight.normal_(0.0, 0.02)
+    gen = copy.deepcopy(trainer.generator)
+    discs = [copy.deepcopy(trainer.discriminators[k]) for k in ("mpd", "mrd")]
+    wav, mel = copy.deepcopy(trainer.sampler).next_batch()
+    before = _flat(trainer.generator)
+    d_ref, g_ref = _reference_update(gen, discs, wav, mel, lambda_phase=0.0)
+    logs = trainer.train_step()
+    assert float(logs["phase"]) == 0.0
+    assert float(logs["g_total"]) == pytest.approx(g_ref, rel=1e-5)
+    step_ours, step_ref = _flat(trainer.generator) - before, _flat(gen) - before
+    assert float(torch.linalg.norm(step_ours - step_ref) / torch.linalg.norm(step_ref)) < 0.01
+
+
 def test_resume_equals_uninterrupted(tmp_path):
     def adamw(params):
         return torch.optim.AdamW(params, lr=1e-3, betas=(0.8, 0.9))
@@ -146,3 +167,42 @@ def test_cpu_time_limit_stops_with_a_checkpoint(tmp_path):
     trainer = _trainer(tmp_path / "run", max_steps=50, max_cpu_minutes=1e-6, ckpt_every=100)
     result = trainer.fit()
     assert result.step == 1 and result.last_checkpoint is not None and result.last_checkpoint.is_file()
+
+
+def test_short_training_on_tones_beats_griffin_lim_at_unseen_pitches(tmp_path):
+    """A known answer: harmonic tones. After 300 reconstruction steps on f0 100, 120, ..., 240 Hz,
+    the CPU Vocos (NNLS-sharpened prior, locked phase, 4 projections) resynthesises tones of
+    unseen f0 (130, 170, 210 Hz) from their mels with a spectral convergence well below
+    Griffin-Lim's 32 iterations (whose NNLS magnitude blurs the harmonics the 24 bands merge;
+    measured 0.34 / 0.29 / 0.22 against 0.62 / 0.56 / 0.45). Untrained it is not better
+    (0.73 / 0.57 against 0.62 / 0.56 at 130 / 170 Hz): the gain is learned."""
+    from voiceconv.vocoders.griffinlim import GriffinLim, spectral_convergence
+
+    def adamw(params):
+        return torch.optim.AdamW(params, lr=2e-3, betas=(0.8, 0.9))
+
+    seed_everything(0)
+    settings = VocoderSettings(max_steps=300, segment_size=SEGMENT, batch_size=4, ckpt_every=1000, keep_last=1,
+                               log_every=0, audio_every=0, progress=False, seed=0, disc_start_step=10**6,
+                               lambda_stft=45.0, lambda_magnitude=45.0, lambda_phase=10.0)
+    sampler = SegmentSampler(_tones(range(100, 241, 20), seconds=1.0), MEL, SEGMENT, 4, seed=0)
+    gen = VocosGenerator(MEL.to_dict(), dim=32, intermediate_dim=96, num_layers=3, magnitude_prior=True,
+                         prior_nnls_iter=10, phase="locked", refine_iters=4)
+    discs = {"mpd": MultiPeriodDiscriminator((2, 3), (2, 4, 8, 8, 8))}
+    trainer = VocoderTrainer(gen, discs, sampler, settings, tmp_path / "run", make_opt_g=adamw, make_opt_d=adamw)
+    trainer.fit()
+    front = LogMel(MEL)
+    window = torch.hann_window(MEL.win_length)
+    gl = GriffinLim(MEL, n_iter=32)
+    ours, theirs = [], []
+    for wave in _tones((130, 170, 210), seconds=1.0, seed=1):
+        x = torch.from_numpy(wave)[None]
+        mel = front(x)
+        ref = torch.stft(x[0], MEL.n_fft, MEL.hop_length, MEL.win_length, window, center=True, return_complex=True).abs()
+        for out, vocoder in ((ours, gen.eval()), (theirs, gl)):
+            with torch.no_grad():
+                y = vocoder(mel)[0]
+            est = torch.stft(y, MEL.n_fft, MEL.hop_length, MEL.win_length, window, center=True, return_complex=True).abs()
+            t = min(ref.shape[-1], est.shape[-1])
+            out.append(float(spectral_convergence(ref[:, 4 : t - 4], est[:, 4 : t - 4])))
+    assert all(o < 0.75 * g for o, g in zip(ours, theirs, strict=True)), (ours, theirs)

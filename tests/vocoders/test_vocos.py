@@ -22,14 +22,14 @@ MEL = MelConfig(sample_rate=8000, n_fft=256, win_length=192, hop_length=64, n_me
 
 
 def _randomised(gen: VocosGenerator) -> VocosGenerator:
-    """Larger random head weights than the init, so magnitudes and phases vary a lot."""
+    """Larger random head weights than the init, so magnitudes (and learned phases) vary a lot."""
     with torch.no_grad():
         gen.head.weight.normal_(0.0, 0.5)
         gen.head.bias.normal_(0.0, 1.0)
     return gen.eval()
 
 
-@pytest.mark.parametrize("phase", ["direct", "integrated"])
+@pytest.mark.parametrize("phase", ["direct", "integrated", "locked"])
 @pytest.mark.parametrize("mel", [MelConfig(), MEL], ids=["default", "short-window"])
 def test_synthesis_equals_torch_istft_of_the_predicted_spectrum(mel, phase):
     gen = _randomised(VocosGenerator(mel.to_dict(), **SMALL, phase=phase))
@@ -47,10 +47,11 @@ def test_synthesis_equals_torch_istft_of_the_predicted_spectrum(mel, phase):
     torch.testing.assert_close(wav.double(), ref, rtol=0, atol=1e-5 * float(ref.abs().max()))
 
 
-@pytest.mark.parametrize("phase", ["direct", "integrated"])
+@pytest.mark.parametrize("phase,refine", [("direct", 0), ("integrated", 0), ("locked", 0), ("locked", 3)])
 @pytest.mark.parametrize("frames", [1, 2, 3, 7, 64, 129])
-def test_untrained_model_gives_hop_samples_per_frame(frames, phase):
-    gen = VocosGenerator(MEL.to_dict(), **SMALL, phase=phase, magnitude_prior=True).eval()
+def test_untrained_model_gives_hop_samples_per_frame(frames, phase, refine):
+    gen = VocosGenerator(MEL.to_dict(), **SMALL, phase=phase, magnitude_prior=True, prior_nnls_iter=2,
+                         refine_iters=refine).eval()
     with torch.no_grad():
         assert gen(torch.randn(3, MEL.n_mels, frames)).shape == (3, frames * MEL.hop_length)
         assert gen(torch.randn(MEL.n_mels, frames)).shape == (frames * MEL.hop_length,)
@@ -75,6 +76,65 @@ def test_magnitude_prior_is_exact_for_a_flat_spectrum():
     prior = torch.exp(gen.log_magnitude_prior(torch.log(fb @ flat)))
     covered = fb.sum(0) > 0
     torch.testing.assert_close(prior[0, covered], flat[0, covered], rtol=1e-4, atol=0)
+    # the NNLS updates keep an exact solution (a fixed point of Lee & Seung's update)
+    sharpened = VocosGenerator(MelConfig().to_dict(), **SMALL, magnitude_prior=True, prior_nnls_iter=10)
+    prior = torch.exp(sharpened.log_magnitude_prior(torch.log(fb @ flat)))
+    torch.testing.assert_close(prior[0, covered], flat[0, covered], rtol=1e-3, atol=0)
+
+
+def test_nnls_updates_bring_the_prior_closer_to_a_harmonic_spectrum():
+    """For a harmonic spectrum (f0 150 Hz, 1/h partials, leaked over neighbouring bins), each
+    NNLS update lowers the mel residual ||F S_hat - mel|| and 10 of them lower the spectral
+    convergence to the true spectrum below the plain spread's, as GriffinLim's 100-update
+    inversion does."""
+    from voiceconv.vocoders.griffinlim import GriffinLim, spectral_convergence
+
+    cfg = MelConfig()
+    fb = mel_filterbank(cfg).double()
+    freqs = torch.arange(cfg.n_fft // 2 + 1, dtype=torch.float64) * cfg.sample_rate / cfg.n_fft
+    spec = sum(torch.exp(-0.5 * ((freqs - 150.0 * h) / 25.0) ** 2) / h for h in range(1, 40))
+    spec = (spec[None, :, None] + 1e-4).expand(1, -1, 4)
+    log_mel = torch.log(torch.einsum("mf,bft->bmt", fb, spec)).float()
+    residual, sc = [], []
+    for k in (0, 1, 3, 10):
+        gen = VocosGenerator(cfg.to_dict(), **SMALL, magnitude_prior=True, prior_nnls_iter=k)
+        est = torch.exp(gen.log_magnitude_prior(log_mel)).double()
+        residual.append(float(torch.linalg.norm(torch.einsum("mf,bft->bmt", fb, est) - torch.exp(log_mel.double()))))
+        sc.append(float(spectral_convergence(spec, est).mean()))
+    assert residual == sorted(residual, reverse=True) and residual[-1] < 0.3 * residual[0], residual
+    nnls_sc = float(spectral_convergence(spec.float(), GriffinLim(cfg).magnitude(log_mel)).mean())
+    assert sc[-1] < sc[0] and sc[-1] < nnls_sc + 0.05, (sc, nnls_sc)
+
+
+@pytest.mark.parametrize("freq", [440.0, 1234.5, 3010.0])
+def test_locked_phase_resynthesises_a_sinusoid_from_its_magnitude(freq):
+    """The true STFT magnitude of a steady sinusoid with the locked phase (no learned part, no
+    projection) synthesises that sinusoid: the same STFT magnitude within a few per cent. The
+    bin-centre phase (no slope term, no locking) is far off for a frequency between bins."""
+    from voiceconv.vocoders.griffinlim import spectral_convergence
+
+    cfg = MelConfig()
+    gen = VocosGenerator(cfg.to_dict(), **SMALL, phase="locked")
+    t = torch.arange(cfg.sample_rate, dtype=torch.float64) / cfg.sample_rate
+    x = (0.5 * torch.sin(2 * math.pi * freq * t)).float()
+    window = torch.hann_window(cfg.win_length)
+
+    def stft(y):
+        return torch.stft(y, cfg.n_fft, cfg.hop_length, cfg.win_length, window, center=True, return_complex=True)
+
+    mag = stft(x).abs()[None]
+    log_mag = torch.log(mag.clamp_min(1e-5))
+    frames = mag.shape[-1]
+    inner = slice(8, frames - 8)  # away from the signal's two ends
+
+    def sc_of(phase):
+        y = torch.istft(torch.polar(mag, phase), cfg.n_fft, cfg.hop_length, cfg.win_length, window,
+                        center=True, length=x.shape[0])
+        return float(spectral_convergence(mag[0, :, inner], stft(y[0]).abs()[:, inner]))
+
+    centre = gen.centre_advance.double() * torch.arange(1, frames + 1, dtype=torch.float64)
+    assert sc_of(gen.locked_phase(log_mag)) < 0.05
+    assert sc_of(centre[None].float()) > 0.3 or freq * cfg.n_fft / cfg.sample_rate % 1 < 0.1
 
 
 @pytest.mark.parametrize("freq", [440.0, 1234.5, 3010.0])
@@ -120,6 +180,14 @@ def test_bad_sizes_and_inputs_are_refused():
         VocosGenerator(MEL.to_dict(), **SMALL, phase="random")
     with pytest.raises(ConfigError, match=r"\(B, 16, T\)"):
         VocosGenerator(MEL.to_dict(), **SMALL)(torch.randn(1, 15, 4))
+    with pytest.raises(ConfigError, match="do not stream"):
+        VocosGenerator(MEL.to_dict(), **SMALL, phase="locked", lookahead=2)
+    with pytest.raises(ConfigError, match="do not stream"):
+        VocosGenerator(MEL.to_dict(), **SMALL, phase="integrated", refine_iters=2, lookahead=2)
+    with pytest.raises(ConfigError, match="magnitude_prior"):
+        VocosGenerator(MEL.to_dict(), **SMALL, prior_nnls_iter=3)
+    with pytest.raises(ConfigError, match="refine_iters"):
+        VocosGenerator(MEL.to_dict(), **SMALL, refine_iters=-1)
 
 
 def test_checkpoint_loads_and_other_mel_config_is_refused_naming_the_field(tmp_path):
@@ -157,3 +225,20 @@ def test_anti_wrapping_and_phase_loss():
     assert float(spectrum_phase_loss(shifted, spec)) == pytest.approx(0.0, abs=1e-4)
     # a constant offset d: instantaneous-phase error |d|, group delay and frequency errors 0
     assert float(spectrum_phase_loss(phase + 0.3, spec)) == pytest.approx(0.3, abs=1e-4)
+
+
+@pytest.mark.parametrize("mel", [MelConfig(), MelConfig(n_fft=1024, win_length=1024, hop_length=160)],
+                         ids=["hop256", "hop160"])
+def test_summed_phase_is_the_running_sum_of_the_advance(mel):
+    """The closed-form bin-centre part and the float64 slope sum equal the plain float64
+    running sum of each frame's advance (bin centre + phase-gradient term), minus pi * k."""
+    gen = VocosGenerator(mel.to_dict(), **SMALL, phase="summed")
+    torch.manual_seed(0)
+    log_mag = torch.randn(2, gen.n_freq, 700) * 2.0 - 3.0
+    k = torch.arange(gen.n_freq, dtype=torch.float64)[:, None]
+    slope = torch.zeros_like(log_mag, dtype=torch.float64)
+    slope[:, 1:-1] = 0.5 * (log_mag[:, 2:] - log_mag[:, :-2]).double()
+    advance = 2 * math.pi * k * mel.hop_length / mel.n_fft + mel.hop_length * mel.n_fft / (0.25645 * mel.win_length**2) * slope
+    ref = torch.cumsum(advance, dim=-1) - math.pi * k
+    ours = gen.summed_phase(log_mag).double()
+    assert float(anti_wrap(ours - ref).max()) < 1e-4

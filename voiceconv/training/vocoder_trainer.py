@@ -7,7 +7,8 @@ Vocos generator (one with ``spectrum``) is run as ``synthesize(*spectrum(mel))``
 predicted spectrum can get its own losses: ``lambda_magnitude`` x
 :func:`~voiceconv.vocoders.magnitude.magnitude_loss` and ``lambda_phase`` x
 :func:`~voiceconv.vocoders.vocos.spectrum_phase_loss` against the segment's STFT (both 0
-in Vocos's configuration, on in ``cpu_vocos``). ``gan_mode`` picks the shared
+in Vocos's configuration, on in ``cpu_vocos``; a generator whose phase has no parameters,
+``learns_phase`` false, gets no phase loss). ``gan_mode`` picks the shared
 :class:`~voiceconv.models.losses.GANLoss` (HiFi-GAN: lsgan, Vocos: hinge).
 
 One training step (:meth:`VocoderTrainer.train_step`), in the reference order:
@@ -483,7 +484,8 @@ class VocoderTrainer(TrainerBase):
             if s.lambda_magnitude > 0 or s.lambda_phase > 0:
                 target = self._target_spectrum(wav)
                 mag_loss = magnitude_loss(log_mag, target.abs(), edge_frames=edge)
-                if s.lambda_phase > 0:
+                if s.lambda_phase > 0 and getattr(self.generator, "learns_phase", True):
+                    # a summed or locked phase has no parameters to train: no phase loss for it
                     # an integrated phase starts each segment at an arbitrary offset: no absolute term
                     phase_loss = spectrum_phase_loss(
                         phase, target, edge_frames=edge,

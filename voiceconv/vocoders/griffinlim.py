@@ -155,6 +155,40 @@ def fast_griffin_lim(
     return signal.reshape(*shape[:-2], signal.shape[-1])
 
 
+def refined_istft(magnitude: Tensor, phase: Tensor, n_fft: int, hop_length: int,
+                  win_length: int | None = None, n_iter: int = 4, momentum: float = 0.99,
+                  length: int | None = None) -> Tensor:
+    """The iSTFT of ``magnitude`` with ``phase`` after ``n_iter`` fast Griffin-Lim projections.
+
+    ``magnitude`` and ``phase`` are ``(B, n_freq, T)`` in ``torch.stft(center=True)`` frames;
+    returns ``(B, length)`` samples (default ``T * hop_length``), which with ``n_iter=0`` are
+    ``torch.istft`` of ``magnitude * exp(i phase)``. The iterations move only the phase
+    towards a consistent spectrogram, without gradient; the gradient reaches ``magnitude``
+    through the final iSTFT. Each iteration mixes a frame with its ``n_fft / hop - 1``
+    neighbours on either side, so frame ``t``'s samples depend on frames
+    ``t +- (n_iter + 1) * (n_fft / hop - 1)`` only: a bounded neighbourhood, unlike a run to
+    convergence.
+    """
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    mag = magnitude.float().transpose(1, 2)  # (B, T, F): FFTs along the contiguous last axis
+    b, t = mag.shape[0], mag.shape[1]
+    ops = _FrameOps(n_fft, hop_length, win_length or n_fft, t, mag.device)
+    with torch.no_grad():
+        fixed = mag.detach().contiguous()
+        phase = phase.detach().float().transpose(1, 2)
+        angles = torch.complex(torch.cos(phase), torch.sin(phase))  # 3x faster than torch.polar here
+        alpha = momentum / (1.0 + momentum)
+        tprev: Tensor | None = None
+        for _ in range(int(n_iter)):
+            rebuilt = torch.fft.rfft(ops.frame(ops.ola(torch.fft.irfft(fixed * angles, n=n_fft, dim=-1))), dim=-1)
+            angles = torch.sgn(torch.add(rebuilt, tprev, alpha=-alpha) if tprev is not None else rebuilt)
+            tprev = rebuilt
+    signal = ops.ola(torch.fft.irfft(mag * angles, n=n_fft, dim=-1)).reshape(b, -1)[:, n_fft // 2 :]
+    want = t * hop_length if length is None else int(length)
+    return signal[:, :want] if signal.shape[-1] >= want else F.pad(signal, (0, want - signal.shape[-1]))
+
+
 class GriffinLim(nn.Module):
     """Log-mel -> waveform vocoder: NNLS mel inversion + fast Griffin-Lim.
 
