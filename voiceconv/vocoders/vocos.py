@@ -65,9 +65,9 @@ Deviations from the paper and the reference implementation, and why:
   but a stream would have to hold that many frames back, so such a generator refuses
   ``lookahead`` (``vocos_stream_small`` keeps the integrated head), and the ONNX export
   refuses it (complex FFTs in the loop). Measured on the flite corpus's held-out files
-  with a trained ``vocos_small`` magnitude (spectral convergence 0.089 on its own): the
-  waveform's spectral convergence is 0.21 with no projection, 0.15 with 4, 0.13 with 8,
-  0.11 with 16, 0.097 with 32.
+  with a trained ``vocos_small`` magnitude (spectral convergence 0.092 on its own): the
+  waveform's spectral convergence is 0.22 with no projection, 0.15 with 4, 0.13 with 8,
+  0.11 with 16, 0.097 with 32 (``recipes/vocoder_hifigan/probes/refine_sweep.py``).
 * ``prior_nnls_iter`` (``vocos_small``: 10): Lee & Seung's multiplicative NNLS updates
   (:func:`~voiceconv.vocoders.griffinlim.mel_to_magnitude`'s objective) started from the
   closed-form spread below sharpen the prior: held-out spectral convergence of the prior
