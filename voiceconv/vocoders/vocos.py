@@ -48,8 +48,8 @@ Deviations from the paper and the reference implementation, and why:
 * ``phase="summed"`` and ``phase="locked"`` (``vocos_small``): no learned phase at all.
   ``summed`` is the integrated head's starting point without its learned parts (each bin's
   advance summed over frames, adjacent bins in antiphase); ``locked`` adds Laroche & Dolson's
-  identity phase locking: in each frame every bin takes the running phase of its nearest
-  magnitude peak and sits in antiphase to its neighbours from there, so the bins of one
+  identity phase locking: in each frame every bin takes the running phase of the magnitude
+  peak whose hill it lies on and sits in antiphase to its neighbours from there, so the bins of one
   partial stay coherent (from the true magnitude of a steady sinusoid it resynthesises the
   sinusoid to 1.5 % spectral convergence, where the plain sum drifts to 12-54 %). Why no
   learned phase: on the CPU budget the learned heads stayed far from a consistent phase
@@ -110,8 +110,9 @@ from voiceconv.models.streaming import make_causal, shift_for_lookahead, streami
 from voiceconv.vocoders.griffinlim import refined_istft
 
 #: how the head makes the phase: ``direct`` (the paper: one angle per bin and frame),
-#: ``integrated`` (an angle plus the running sum of a predicted advance per frame) or
-#: ``locked`` (no learned phase: the phase-gradient sum, locked to each frame's peaks)
+#: ``integrated`` (an angle plus the running sum of a predicted advance per frame),
+#: ``summed`` (no learned phase: the phase-gradient running sum) or ``locked`` (that sum
+#: locked to each frame's peaks)
 PHASE_MODES = ("direct", "integrated", "summed", "locked")
 #: natural log of the front end's floor (1e-5), the prior's floor
 _LOG_FLOOR = math.log(1e-5)
@@ -214,7 +215,7 @@ class VocosGenerator(SavableModule):
             spread (a deviation, see the module docstring).
         prior_nnls_iter: multiplicative NNLS updates that sharpen that spread towards the
             mel's non-negative least-squares inversion (0: the spread alone).
-        phase: ``direct`` (the paper), ``integrated`` or ``locked`` (module docstring).
+        phase: ``direct`` (the paper), ``integrated``, ``summed`` or ``locked`` (module docstring).
         refine_iters: fast Griffin-Lim projections of the head's phase before the iSTFT
             (0: the paper's single iSTFT; a deviation, see the module docstring).
         lookahead: frames of future context of a causal (streaming) backbone; None: not causal.
