@@ -43,7 +43,8 @@ def spectral_convergence(target_mag: Tensor, estimate_mag: Tensor) -> Tensor:
 
 
 def mel_to_magnitude(
-    mel_power: Tensor, fbank: Tensor, n_iter: int = 100, eps: float = 1e-10
+    mel_power: Tensor, fbank: Tensor, n_iter: int = 100, eps: float = 1e-10,
+    start: Tensor | None = None,
 ) -> Tensor:
     """Non-negative least-squares inversion of a mel projection.
 
@@ -51,6 +52,8 @@ def mel_to_magnitude(
         mel_power: (..., n_mels, T) mel magnitudes (linear, not log), ``>= 0``.
         fbank: (n_mels, n_freq) mel filterbank used to make them.
         n_iter: multiplicative-update iterations (the objective falls monotonically).
+        start: (..., n_freq, T) positive starting point (None: the lifted clamped
+            pseudo-inverse below).
     Returns:
         (..., n_freq, T) non-negative linear magnitudes ``S`` with ``fbank @ S ~= mel``.
     """
@@ -64,7 +67,10 @@ def mel_to_magnitude(
     ftm = ft @ mel_power  # F^T M
     # Start from the clamped pseudo-inverse, lifted so that no bin starts at exactly 0
     # (a multiplicative update can never move a zero).
-    s = (torch.linalg.pinv(f) @ mel_power).clamp_min(0) + 1e-4 * mel_power.mean(dim=(-2, -1), keepdim=True) + eps
+    if start is None:
+        s = (torch.linalg.pinv(f) @ mel_power).clamp_min(0) + 1e-4 * mel_power.mean(dim=(-2, -1), keepdim=True) + eps
+    else:
+        s = start[..., used, :]
     for _ in range(n_iter):
         s = s * ftm / (ft @ (f @ s) + eps)
     out = mel_power.new_zeros(*mel_power.shape[:-2], fbank.shape[1], mel_power.shape[-1])
@@ -110,6 +116,28 @@ class _FrameOps:
         return torch.cat([segments[:, k : k + t] for k in range(self.r)], dim=-1) * self.window
 
 
+def _projections(mag: Tensor, angles: Tensor, ops: _FrameOps, n_fft: int, n_iter: int,
+                 momentum: float) -> Tensor:
+    """``n_iter`` fast Griffin-Lim steps on ``(B, T, F)`` magnitudes from unit ``angles``:
+    the final angles (librosa's / torchaudio's formulation of the momentum)."""
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    alpha = momentum / (1.0 + momentum)
+    tprev: Tensor | None = None
+    for _ in range(int(n_iter)):
+        rebuilt = torch.fft.rfft(ops.frame(ops.ola(torch.fft.irfft(mag * angles, n=n_fft, dim=-1))), dim=-1)
+        # sgn(z) = z / |z| in one kernel (0 where z == 0, like librosa's tiny-eps division)
+        angles = torch.sgn(torch.add(rebuilt, tprev, alpha=-alpha) if tprev is not None else rebuilt)
+        tprev = rebuilt
+    return angles
+
+
+def _synthesis(mag: Tensor, angles: Tensor, ops: _FrameOps, n_fft: int, length: int) -> Tensor:
+    """The iSTFT of ``(B, T, F)`` ``mag * angles``: ``(B, length)`` samples, the centre padding cut."""
+    signal = ops.ola(torch.fft.irfft(mag * angles, n=n_fft, dim=-1)).reshape(mag.shape[0], -1)[:, n_fft // 2 :]
+    return signal[:, :length] if signal.shape[-1] >= length else F.pad(signal, (0, length - signal.shape[-1]))
+
+
 def fast_griffin_lim(
     magnitude: Tensor,
     n_fft: int,
@@ -140,18 +168,9 @@ def fast_griffin_lim(
         angles = torch.ones_like(mag, dtype=torch.complex64)
     else:
         raise ValueError(f"unknown init {init!r}")
-    alpha = momentum / (1.0 + momentum)
-    tprev: Tensor | None = None
-    for _ in range(n_iter):
-        segments = ops.ola(torch.fft.irfft(mag * angles, n=n_fft, dim=-1))
-        rebuilt = torch.fft.rfft(ops.frame(segments), dim=-1)
-        # sgn(z) = z / |z| in one kernel (0 where z == 0, like librosa's tiny-eps division)
-        angles = torch.sgn(torch.add(rebuilt, tprev, alpha=-alpha) if tprev is not None else rebuilt)
-        tprev = rebuilt
-    signal = ops.ola(torch.fft.irfft(mag * angles, n=n_fft, dim=-1)).reshape(mag.shape[0], -1)
-    signal = signal[:, n_fft // 2 :]
+    angles = _projections(mag, angles, ops, n_fft, n_iter, momentum)
     want = length if length is not None else hop_length * (n_frames - 1)
-    signal = signal[:, :want] if signal.shape[-1] >= want else F.pad(signal, (0, want - signal.shape[-1]))
+    signal = _synthesis(mag, angles, ops, n_fft, want)
     return signal.reshape(*shape[:-2], signal.shape[-1])
 
 
@@ -169,24 +188,14 @@ def refined_istft(magnitude: Tensor, phase: Tensor, n_fft: int, hop_length: int,
     ``t +- (n_iter + 1) * (n_fft / hop - 1)`` only: a bounded neighbourhood, unlike a run to
     convergence.
     """
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
     mag = magnitude.float().transpose(1, 2)  # (B, T, F): FFTs along the contiguous last axis
-    b, t = mag.shape[0], mag.shape[1]
+    t = mag.shape[1]
     ops = _FrameOps(n_fft, hop_length, win_length or n_fft, t, mag.device)
     with torch.no_grad():
-        fixed = mag.detach().contiguous()
         phase = phase.detach().float().transpose(1, 2)
         angles = torch.complex(torch.cos(phase), torch.sin(phase))  # 3x faster than torch.polar here
-        alpha = momentum / (1.0 + momentum)
-        tprev: Tensor | None = None
-        for _ in range(int(n_iter)):
-            rebuilt = torch.fft.rfft(ops.frame(ops.ola(torch.fft.irfft(fixed * angles, n=n_fft, dim=-1))), dim=-1)
-            angles = torch.sgn(torch.add(rebuilt, tprev, alpha=-alpha) if tprev is not None else rebuilt)
-            tprev = rebuilt
-    signal = ops.ola(torch.fft.irfft(mag * angles, n=n_fft, dim=-1)).reshape(b, -1)[:, n_fft // 2 :]
-    want = t * hop_length if length is None else int(length)
-    return signal[:, :want] if signal.shape[-1] >= want else F.pad(signal, (0, want - signal.shape[-1]))
+        angles = _projections(mag.detach().contiguous(), angles, ops, n_fft, n_iter, momentum)
+    return _synthesis(mag, angles, ops, n_fft, t * hop_length if length is None else int(length))
 
 
 class GriffinLim(nn.Module):

@@ -107,7 +107,7 @@ from voiceconv.audio.mel import MelConfig, mel_filterbank
 from voiceconv.errors import ConfigError
 from voiceconv.models.base import SavableModule
 from voiceconv.models.streaming import make_causal, shift_for_lookahead, streaming
-from voiceconv.vocoders.griffinlim import refined_istft
+from voiceconv.vocoders.griffinlim import mel_to_magnitude, refined_istft
 
 #: how the head makes the phase: ``direct`` (the paper: one angle per bin and frame),
 #: ``integrated`` (an angle plus the running sum of a predicted advance per frame),
@@ -276,9 +276,7 @@ class VocosGenerator(SavableModule):
             # prior_k = sum_m spread[m, k] * mel_m / sum_k' fb[m, k']
             self.register_buffer("prior_matrix", (spread / fb.sum(dim=1, keepdim=True).clamp_min(1e-12))
                                  .T.contiguous().float(), persistent=False)
-            used = (fb > 0).any(dim=0)  # bins some band reaches: NNLS solves for these only
-            self.register_buffer("nnls_used", used, persistent=False)
-            self.register_buffer("nnls_fb", fb[:, used].float().contiguous(), persistent=False)
+            self.register_buffer("fbank", fb.float(), persistent=False)  # for the NNLS updates
         self.apply(self._init_weights)
         if self.phase_mode in ("summed", "locked") and self.magnitude_prior:
             nn.init.zeros_(self.head.weight)  # untrained, it IS the prior (as MagnitudeNet is NNLS)
@@ -322,17 +320,13 @@ class VocosGenerator(SavableModule):
             mel_amp = mel_amp.pow(1.0 / power)
         lin = torch.einsum("kf,bft->bkt", self.prior_matrix, mel_amp)
         if self.prior_nnls_iter:
-            # Lee & Seung's updates on |S|^power (what the bands sum), from the spread: each one
-            # lowers ||F s - mel||^2 and keeps s >= 0 (GriffinLim's inversion, fewer updates)
-            fb, fbt = self.nnls_fb, self.nnls_fb.T
-            mel_pow = torch.exp(log_mel.float())
-            s = lin[:, self.nnls_used]
-            s = (s if power == 1.0 else s.pow(power)).clamp_min(1e-8)
-            ftm = fbt @ mel_pow
-            for _ in range(self.prior_nnls_iter):
-                s = s * ftm / (fbt @ (fb @ s) + 1e-10)
-            lin = lin.clone()
-            lin[:, self.nnls_used] = s if power == 1.0 else s.pow(1.0 / power)
+            # GriffinLim's NNLS inversion of |S|^power (what the bands sum), started from the
+            # spread instead of the pseudo-inverse, with far fewer updates; bins no band
+            # reaches are 0 in both
+            start = (lin if power == 1.0 else lin.pow(power)).clamp_min(1e-8)
+            lin = mel_to_magnitude(torch.exp(log_mel.float()), self.fbank, self.prior_nnls_iter, start=start)
+            if power != 1.0:
+                lin = lin.pow(1.0 / power)
         return torch.log(lin.clamp_min(1e-5))
 
     def backbone(self, log_mel: Tensor) -> Tensor:

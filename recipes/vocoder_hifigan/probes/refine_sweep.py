@@ -13,6 +13,7 @@ normalised to 0.95, no trimming: close to, not the same as, ``eval_vocoder.py``'
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, nargs="+", default=[0, 2, 4, 8, 16, 32])
     args = ap.parse_args()
     torch.set_num_threads(1)
-    cfg = MelConfig.from_dict(__import__("json").loads((args.run / "mel_config.json").read_text()))
+    cfg = MelConfig.from_dict(json.loads((args.run / "mel_config.json").read_text()))
     front = LogMel(cfg)
     gen = load_vocoder(args.vocoder, cfg).net.eval()
     files = [Path(line) for line in (args.run / "holdout.txt").read_text().split("\n") if line.strip()]
