@@ -29,7 +29,7 @@ def _randomised(gen: VocosGenerator) -> VocosGenerator:
     return gen.eval()
 
 
-@pytest.mark.parametrize("phase", ["direct", "integrated", "locked"])
+@pytest.mark.parametrize("phase", ["direct", "integrated", "locked", "pghi"])
 @pytest.mark.parametrize("mel", [MelConfig(), MEL], ids=["default", "short-window"])
 def test_synthesis_equals_torch_istft_of_the_predicted_spectrum(mel, phase):
     gen = _randomised(VocosGenerator(mel.to_dict(), **SMALL, phase=phase))
@@ -47,7 +47,8 @@ def test_synthesis_equals_torch_istft_of_the_predicted_spectrum(mel, phase):
     torch.testing.assert_close(wav.double(), ref, rtol=0, atol=1e-5 * float(ref.abs().max()))
 
 
-@pytest.mark.parametrize("phase,refine", [("direct", 0), ("integrated", 0), ("locked", 0), ("locked", 3)])
+@pytest.mark.parametrize("phase,refine", [("direct", 0), ("integrated", 0), ("locked", 0), ("locked", 3),
+                                          ("pghi", 0), ("pghi", 2)])
 @pytest.mark.parametrize("frames", [1, 2, 3, 7, 64, 129])
 def test_untrained_model_gives_hop_samples_per_frame(frames, phase, refine):
     gen = VocosGenerator(MEL.to_dict(), **SMALL, phase=phase, magnitude_prior=True, prior_nnls_iter=2,
@@ -242,3 +243,112 @@ def test_summed_phase_is_the_running_sum_of_the_advance(mel):
     ref = torch.cumsum(advance, dim=-1) - math.pi * k
     ours = gen.summed_phase(log_mag).double()
     assert float(anti_wrap(ours - ref).max()) < 1e-4
+
+
+def _stft_mag_sc(cfg: MelConfig):
+    """(stft, sc_of): the front end's STFT, and the spectral convergence (away from the ends)
+    of the iSTFT of ``mag`` with a phase, against ``mag``."""
+    from voiceconv.vocoders.griffinlim import spectral_convergence
+
+    window = torch.hann_window(cfg.win_length)
+
+    def stft(y):
+        return torch.stft(y, cfg.n_fft, cfg.hop_length, cfg.win_length, window, center=True, return_complex=True)
+
+    def sc_of(mag, phase, length):
+        y = torch.istft(torch.polar(mag, phase), cfg.n_fft, cfg.hop_length, cfg.win_length, window,
+                        center=True, length=length)
+        inner = slice(8, mag.shape[-1] - 8)
+        return float(spectral_convergence(mag[0, :, inner], stft(y[0]).abs()[:, inner]))
+
+    return stft, sc_of
+
+
+def test_pghi_phase_follows_gliding_partials():
+    """Chirps, a vibrato and a gliding harmonic tone, resynthesised from their true STFT
+    magnitude with the pghi phase (no projection): within a few per cent of that magnitude.
+    The locked phase, whose peaks take each bin's own running sum, loses a partial that moves
+    across bins; on a steady sinusoid the two agree."""
+    cfg = MelConfig()
+    pghi = VocosGenerator(cfg.to_dict(), **SMALL, phase="pghi")
+    locked = VocosGenerator(cfg.to_dict(), **SMALL, phase="locked")
+    stft, sc_of = _stft_mag_sc(cfg)
+    t = torch.arange(cfg.sample_rate, dtype=torch.float64) / cfg.sample_rate
+    signals = {
+        "chirp 200-1200 Hz": torch.sin(2 * math.pi * (200 * t + 500 * t**2)),
+        "chirp 1-3 kHz": torch.sin(2 * math.pi * (1000 * t + 1000 * t**2)),
+        "vibrato 500 +- 30 Hz at 5 Hz": torch.sin(2 * math.pi * 500 * t - 30 / 5 * torch.cos(2 * math.pi * 5 * t)),
+        "harmonics gliding from 150 Hz": sum(torch.sin(2 * math.pi * k * (150 * t + 25 * t**2)) / k
+                                             for k in range(1, 12)) / 3,
+        "steady 1234.5 Hz": torch.sin(2 * math.pi * 1234.5 * t),
+    }
+    for name, x in signals.items():
+        mag = stft((0.5 * x).float()).abs()[None]
+        log_mag = torch.log(mag.clamp_min(1e-5))
+        ours = sc_of(mag, pghi.pghi_phase(log_mag), x.shape[0])
+        theirs = sc_of(mag, locked.locked_phase(log_mag), x.shape[0])
+        assert ours < 0.05, (name, ours)
+        if name.startswith(("chirp", "vibrato")):
+            assert theirs > 0.25, (name, theirs)
+
+
+def _pghi_reference(log_mag: torch.Tensor, cfg: MelConfig) -> torch.Tensor:
+    """The pghi phase written out with Python loops in float64 over one ``(F, T)`` log-magnitude:
+    climb to the louder neighbour (up to 8 bins), the peak carries the previous frame's phase
+    on by the trapezoid of its instantaneous frequency, the other bins add the trapezoid
+    integral of the group-delay derivative from their peak, and sit in antiphase."""
+    lm = log_mag.double()
+    n_freq, frames = lm.shape
+    gamma = 0.25645 * cfg.win_length**2
+    a, m = cfg.hop_length, cfg.n_fft
+
+    def slope_f(t, k):
+        return 0.5 * float(lm[k + 1, t] - lm[k - 1, t]) if 0 < k < n_freq - 1 else 0.0
+
+    def inst_freq(t, k):  # phase advance per hop
+        return 2 * math.pi * k * a / m + a * m / gamma * slope_f(t, k)
+
+    def dphi(t, k):  # the phase's derivative along frequency
+        return -gamma / (a * m) * (0.5 * float(lm[k, t + 1] - lm[k, t - 1]) if 0 < t < frames - 1 else 0.0)
+
+    def peak_of(t, k):
+        for _ in range(8):
+            left = float(lm[k - 1, t]) if k > 0 else -math.inf
+            right = float(lm[k + 1, t]) if k < n_freq - 1 else -math.inf
+            here = float(lm[k, t])
+            if right > here and right >= left:
+                k += 1
+            elif left > here and left > right:
+                k -= 1
+            else:
+                break
+        return k
+
+    phase = torch.zeros(n_freq, frames, dtype=torch.float64)
+    prev = [-math.pi * k for k in range(n_freq)]
+    for t in range(frames):
+        across = [0.0]
+        for k in range(1, n_freq):
+            across.append(across[-1] + 0.5 * (dphi(t, k - 1) + dphi(t, k)))
+        cur = []
+        for k in range(n_freq):
+            p = peak_of(t, k)
+            carried = prev[p] + (0.5 * (inst_freq(t - 1, p) + inst_freq(t, p)) if t else 0.0)
+            cur.append(carried + across[k] - across[p] - math.pi * (k - p))
+        phase[:, t] = torch.tensor(cur, dtype=torch.float64)
+        prev = cur
+    return phase
+
+
+def test_pghi_phase_equals_its_definition():
+    """The vectorised frames (gathers, closed-form wrapping, one gather and add per frame)
+    equal the definition written out with loops in float64, on a random log-magnitude,
+    batched. The steps are float32: on this rough input (slopes of 10 nats per bin or frame)
+    they keep 1e-4 rad over 40 frames."""
+    gen = VocosGenerator(MEL.to_dict(), **SMALL, phase="pghi")
+    torch.manual_seed(0)
+    log_mag = torch.randn(2, gen.n_freq, 40).cumsum(1) * 0.5 - 3.0  # hills several bins wide
+    ours = gen.pghi_phase(log_mag).double()
+    for i in range(2):
+        ref = _pghi_reference(log_mag[i], MEL)
+        assert float(anti_wrap(ours[i] - ref).max()) < 5e-4

@@ -9,14 +9,19 @@ Stages (each resumable: a second run skips what is already done):
    held-out parallel set for evaluation;
 3. **train**: ``voiceconv-train experiment=flite_demo`` (small MaskCycleGAN-VC) for
    ``--steps`` steps, features cached under the run folder;
-4. **convert**: the held-out source utterances with Griffin-Lim (or ``--vocoder``: a
-   neural vocoder checkpoint, e.g. a Vocos trained by ``recipes/vocoder_hifigan``);
-5. **evaluate**: MCD, DTW log-mel distance, F0 and two speaker classifiers of the
+4. **vocoder**: with ``--vocoder vocos`` (the default), ``voiceconv-train-vocoder
+   model=vocos_small trainer=cpu_vocos`` on the same training halves of both voices for
+   ``--vocoder-minutes`` CPU-minutes, into ``OUT/vocoder_run``; a finished one
+   (``OUT/vocoder_run/trained.json``) is reused, an interrupted one resumes from its last
+   checkpoint. ``--vocoder griffinlim`` needs no training; ``--vocoder PATH`` takes a
+   neural vocoder checkpoint (Vocos, HiFi-GAN) for the same MelConfig;
+5. **convert**: the held-out source utterances with that vocoder;
+6. **evaluate**: MCD, DTW log-mel distance, F0 and two speaker classifiers of the
    conversions against the held-out target references, beside both yardsticks: the
    unconverted source and the statistics-only shift (same vocoder).
 
-    voiceconv-demo --out runs/demo            # about 10-20 minutes on 2 CPU cores
-    voiceconv-demo --out runs/demo --steps 200 --limit 40   # a quick smoke run
+    voiceconv-demo --out runs/demo            # about 30 minutes on 2 CPU cores
+    voiceconv-demo --out runs/demo --steps 200 --limit 40 --vocoder griffinlim   # a quick smoke run
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from voiceconv.errors import VoiceconvError
+from voiceconv.errors import ConfigError, VoiceconvError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,9 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--precision", default="auto",
                     help="training and conversion precision: auto (the fastest on this machine), bf16 or fp32")
     ap.add_argument("--threads", default="auto", help="training threads: auto (the fastest here) or a number")
-    ap.add_argument("--vocoder", default="griffinlim", metavar="griffinlim[:N[:M]]|PATH",
-                    help="vocoder of the conversions and of the statistics-only yardstick: Griffin-Lim"
-                         " (no training) or a neural vocoder checkpoint (Vocos, HiFi-GAN) for the same MelConfig")
+    ap.add_argument("--vocoder", default="vocos", metavar="vocos|griffinlim[:N[:M]]|PATH",
+                    help="vocoder of the conversions and of the statistics-only yardstick: vocos (train"
+                         " vocos_small on the training halves, or reuse OUT/vocoder_run), Griffin-Lim (no"
+                         " training) or a neural vocoder checkpoint (Vocos, HiFi-GAN) for the same MelConfig")
+    ap.add_argument("--vocoder-minutes", type=float, default=15.0,
+                    help="CPU-minutes of vocos_small training (--vocoder vocos; one thread)")
     ap.add_argument("--train-override", action="append", default=[],
                     help="extra Hydra override for training, e.g. trainer.batch_size=4 (repeatable)")
     return ap
@@ -109,12 +117,20 @@ def run_demo(args: argparse.Namespace) -> int:
     ckpt = out / "train_run" / "checkpoints" / "last.ckpt"
     print(f"   checkpoint {ckpt} ({time.perf_counter() - t:.0f} s)")
 
-    t = _stage(4, f"convert the held-out {src} utterances to {tgt}")
-    conv = VoiceConverter.from_checkpoint(ckpt, device=args.device, vocoder=args.vocoder,
+    vocoder = args.vocoder
+    if vocoder == "vocos":
+        t = _stage(4, f"train the vocoder (vocos_small, {args.vocoder_minutes:g} CPU-minutes)")
+        vocoder = str(_train_vocos(out, src, tgt, args.vocoder_minutes, args.device))
+        print(f"   vocoder {vocoder} ({time.perf_counter() - t:.0f} s)")
+    else:
+        _stage(4, f"vocoder: {vocoder} (no training)")
+
+    t = _stage(5, f"convert the held-out {src} utterances to {tgt}")
+    conv = VoiceConverter.from_checkpoint(ckpt, device=args.device, vocoder=vocoder,
                                           precision=args.precision)
     sources = sorted((out / "eval" / src).glob("*.wav"))
     results = conv.convert_files(sources, out / "converted", direction="a2b", overwrite=True)
-    stats_vc, _ = statistics_only_converter(ckpt, vocoder=args.vocoder, device=args.device)
+    stats_vc, _ = statistics_only_converter(ckpt, vocoder=vocoder, device=args.device)
     results += render_statistics_only(sources, out / "report" / STATISTICS_ONLY_DIR, stats_vc, "a2b")
     failed = [r for r in results if not r.ok]
     for r in failed:
@@ -122,7 +138,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"   {len(sources)} files in {out / 'converted'}, their statistics-only shift in "
           f"{out / 'report' / STATISTICS_ONLY_DIR} ({time.perf_counter() - t:.0f} s)")
 
-    t = _stage(5, "evaluate against the held-out references")
+    t = _stage(6, "evaluate against the held-out references")
     cache = FeatureCache(out / "train_run" / "cache")
     clf, frame_clf = fit_speaker_classifiers(cache)
     report = evaluate_folders(out / "converted", out / "eval" / tgt, out / "eval" / src, clf, tgt,
@@ -138,6 +154,39 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"   report: {md}")
     print(f"   total {time.perf_counter() - t_all:.0f} s")
     return 0 if not failed and not report.problems else 1
+
+
+def _train_vocos(out: Path, src: str, tgt: str, minutes: float, device: str) -> Path:
+    """``OUT/vocoder_run/checkpoints/last.ckpt``: ``vocos_small`` trained on the demo's
+    training halves for ``minutes`` CPU-minutes, or the one a previous run finished."""
+    import json
+
+    from hydra import compose, initialize_config_dir
+
+    from voiceconv.training.vocoder_run import train_vocoder
+    from voiceconv.utils.atomic import atomic_write_text
+    from voiceconv.utils.conf import conf_dir
+
+    run_dir = out / "vocoder_run"
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    marker = run_dir / "trained.json"
+    if marker.is_file() and ckpt.is_file():
+        print(f"   reusing the vocoder trained by an earlier run ({marker})")
+        return ckpt
+    if not minutes > 0:
+        raise ConfigError(f"--vocoder-minutes must be > 0, got {minutes}")
+    conf = conf_dir()
+    overrides = [
+        "model=vocos_small", "trainer=cpu_vocos", f"data.dirs=[{out / 'train' / src},{out / 'train' / tgt}]",
+        f"out_dir={run_dir}", f"trainer.max_cpu_minutes={minutes}", f"trainer.device={device}",
+        f"hydra.searchpath=[file://{conf}]",
+    ]
+    with initialize_config_dir(config_dir=str(conf / "vocoder"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    result = train_vocoder(cfg)
+    atomic_write_text(marker, json.dumps({"model": "vocos_small", "cpu_minutes": minutes,
+                                          "step": int(result.step)}) + "\n")
+    return ckpt
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -485,7 +485,7 @@ class VocoderTrainer(TrainerBase):
                 target = self._target_spectrum(wav)
                 mag_loss = magnitude_loss(log_mag, target.abs(), edge_frames=edge)
                 if s.lambda_phase > 0 and getattr(self.generator, "learns_phase", True):
-                    # a summed or locked phase has no parameters to train: no phase loss for it
+                    # a summed, locked or pghi phase has no parameters to train: no phase loss for it
                     # an integrated phase starts each segment at an arbitrary offset: no absolute term
                     phase_loss = spectrum_phase_loss(
                         phase, target, edge_frames=edge,

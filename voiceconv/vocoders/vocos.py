@@ -45,7 +45,7 @@ Deviations from the paper and the reference implementation, and why:
   (:func:`~voiceconv.conversion.chunking.vocode_chunked`), and each window starts its own
   running sum, so the 2-hop cross-fades there join pieces with different phase offsets.
 
-* ``phase="summed"`` and ``phase="locked"`` (``vocos_small``): no learned phase at all.
+* ``phase="summed"``, ``"locked"`` and ``"pghi"`` (``vocos_small``): no learned phase at all.
   ``summed`` is the integrated head's starting point without its learned parts (each bin's
   advance summed over frames, adjacent bins in antiphase); ``locked`` adds Laroche & Dolson's
   identity phase locking: in each frame every bin takes the running phase of the magnitude
@@ -55,6 +55,19 @@ Deviations from the paper and the reference implementation, and why:
   learned phase: on the CPU budget the learned heads stayed far from a consistent phase
   (the integrated head's output had twice the spectral convergence of its own magnitude
   after 15 CPU-minutes, the direct head three times), while the magnitude learns fast.
+  ``pghi`` (``vocos_small``) fixes what ``locked`` gets wrong: there a peak takes its own
+  bin's running sum, so a partial that moves across bins (a pitch glide) jumps between
+  unrelated sums. In ``pghi`` a peak carries on the phase its bin had in the previous,
+  already locked frame, as real-time phase-gradient heap integration does (Prusa &
+  Holighaus 2017), and the bins of its hill add the frequency integral of the group-delay
+  term. Deviation from that paper: the heap (bins taken loudest first, each from its
+  already-done neighbour in time or frequency) becomes each frame's hills, which
+  vectorises to a handful of gathers and one gather per frame; where a frame has no hills
+  (a click's flat spectrum) each bin carries on its own phase, so transients stay rough
+  (a click train resynthesises to 0.45 spectral convergence, against 0.54 for ``locked``).
+  From the true magnitude, chirps, vibrato and gliding harmonics come back within 1-2 %
+  spectral convergence, where ``locked`` is at 12-44 % (test); on the flite corpus's
+  held-out files, from the true magnitude with no projection, 0.058 against ``locked``'s 0.20.
 * ``refine_iters`` (default 0, the paper's single iSTFT; 4 in ``vocos_small``): that many
   fast Griffin-Lim projections (Perraudin et al. 2013, momentum ``refine_momentum``) move
   the phase towards a spectrogram consistent with the predicted magnitude before the iSTFT
@@ -111,9 +124,12 @@ from voiceconv.vocoders.griffinlim import mel_to_magnitude, refined_istft
 
 #: how the head makes the phase: ``direct`` (the paper: one angle per bin and frame),
 #: ``integrated`` (an angle plus the running sum of a predicted advance per frame),
-#: ``summed`` (no learned phase: the phase-gradient running sum) or ``locked`` (that sum
-#: locked to each frame's peaks)
-PHASE_MODES = ("direct", "integrated", "summed", "locked")
+#: ``summed`` (no learned phase: the phase-gradient running sum), ``locked`` (that sum
+#: locked to each frame's peaks) or ``pghi`` (each frame's peaks carried on from the
+#: previous frame's, the other bins integrated along frequency from their peak)
+PHASE_MODES = ("direct", "integrated", "summed", "locked", "pghi")
+#: the modes whose phase has no parameters (the head predicts only the log-magnitude)
+PARAMETER_FREE_PHASES = ("summed", "locked", "pghi")
 #: natural log of the front end's floor (1e-5), the prior's floor
 _LOG_FLOOR = math.log(1e-5)
 
@@ -243,8 +259,8 @@ class VocosGenerator(SavableModule):
                               f" {refine_momentum}")
         if int(prior_nnls_iter) and not magnitude_prior:
             raise ConfigError("VocosGenerator: prior_nnls_iter needs magnitude_prior=true")
-        if lookahead is not None and (phase in ("summed", "locked") or int(refine_iters)):
-            raise ConfigError("VocosGenerator: phase='summed' or 'locked' and refine_iters > 0 do not stream;"
+        if lookahead is not None and (phase in PARAMETER_FREE_PHASES or int(refine_iters)):
+            raise ConfigError("VocosGenerator: phase='summed', 'locked' or 'pghi' and refine_iters > 0 do not stream;"
                               " a streaming Vocos (lookahead set) uses phase='integrated'")
         self.save_hparams(mel_config=cfg.to_dict(), dim=int(dim), intermediate_dim=int(intermediate_dim),
                           num_layers=int(num_layers), mag_clip=float(mag_clip),
@@ -263,7 +279,7 @@ class VocosGenerator(SavableModule):
             ConvNeXtBlock(dim, intermediate_dim, 1.0 / num_layers) for _ in range(num_layers))
         self.final_norm = nn.LayerNorm(dim, eps=1e-6)
         self.phase_mode = str(phase)
-        head_channels = {"direct": 2, "integrated": 3, "summed": 1, "locked": 1}[self.phase_mode]
+        head_channels = {"direct": 2, "integrated": 3, "summed": 1, "locked": 1, "pghi": 1}[self.phase_mode]
         self.head = nn.Linear(dim, head_channels * self.n_freq)
         self.prior_nnls_iter = int(prior_nnls_iter)
         self.refine_iters, self.refine_momentum = int(refine_iters), float(refine_momentum)
@@ -278,7 +294,7 @@ class VocosGenerator(SavableModule):
                                  .T.contiguous().float(), persistent=False)
             self.register_buffer("fbank", fb.float(), persistent=False)  # for the NNLS updates
         self.apply(self._init_weights)
-        if self.phase_mode in ("summed", "locked") and self.magnitude_prior:
+        if self.phase_mode in PARAMETER_FREE_PHASES and self.magnitude_prior:
             nn.init.zeros_(self.head.weight)  # untrained, it IS the prior (as MagnitudeNet is NNLS)
         self.lookahead = None if lookahead is None else int(lookahead)
         if self.lookahead is not None:
@@ -369,6 +385,8 @@ class VocosGenerator(SavableModule):
             phase = self.summed_phase(log_mag.detach())
         elif self.phase_mode == "locked":
             phase = self.locked_phase(log_mag.detach())
+        elif self.phase_mode == "pghi":
+            phase = self.pghi_phase(log_mag.detach())
         return log_mag.clamp(max=self.log_clip), phase, running
 
     def spectrum(self, log_mel: Tensor) -> tuple[Tensor, Tensor]:
@@ -423,19 +441,73 @@ class VocosGenerator(SavableModule):
         lm = log_mag.float().transpose(1, 2).contiguous()  # (B, T, F): bins along the fast axis
         n_freq = lm.shape[2]
         summed = self._summed(lm, offsets=False)
-        # each bin's peak: climb to the louder neighbour until none is louder (the peak of
-        # the bin's own hill, the region of influence bounded by the troughs); one step as
-        # an index map, then pointer doubling: 3 gathers climb up to 8 bins
+        k = torch.arange(n_freq, device=lm.device)
+        peak = self._peaks(lm)
+        locked = torch.gather(summed, -1, peak) - math.pi * (k - peak).float()
+        return locked.transpose(1, 2)
+
+    def pghi_phase(self, log_mag: Tensor) -> Tensor:
+        """``phase="pghi"``: a phase from the log-magnitude alone, no parameters.
+
+        Frame by frame, as real-time phase-gradient heap integration does (Prusa &
+        Holighaus 2017), with the heap replaced by each frame's magnitude peaks: a peak
+        carries on the phase its bin had in the previous frame (already locked to that
+        frame's peaks, so the partial's phase follows the partial as it moves across bins),
+        advanced by the trapezoid of the bin's instantaneous frequency (:meth:`_advance`) in
+        the two frames; every other bin takes its peak's phase (the hill found as in
+        :meth:`locked_phase`) plus the integral along frequency of the phase's frequency
+        derivative, ``-gamma / (hop * n_fft)`` times the time slope of the log-magnitude
+        (the group delay: an impulse late in the frame turns the phase faster with
+        frequency), with adjacent bins in antiphase (the centred frame). Each frame depends
+        on the frames before it and on the next one (the time slope).
+        ``(B, F, T) -> (B, F, T)`` float32 angles in [0, 2 pi).
+        """
+        cfg = self._mel_config
+        lm = log_mag.float().permute(2, 0, 1).contiguous()  # (T, B, F): a frame is one row
+        t, n_freq = lm.shape[0], lm.shape[2]
+        k = torch.arange(n_freq, device=lm.device)
+        peak = self._peaks(lm)
+        # the instantaneous-frequency advance from frame t - 1 to t (trapezoid), its bin-centre
+        # part wrapped in exact integers
+        centre = torch.remainder(k * cfg.hop_length, cfg.n_fft).float() * (2.0 * math.pi / cfg.n_fft)
+        slope = torch.zeros_like(lm)
+        slope[..., 1:-1] = lm[..., 2:] - lm[..., :-2]
+        advance = torch.zeros_like(lm)
+        torch.add(slope[1:], slope[:-1], out=advance[1:])
+        advance[1:] = centre + (0.25 * self.if_gain) * advance[1:]
+        # the frequency integral (trapezoid from bin 0) of the group-delay derivative
+        across = torch.zeros_like(lm)
+        if t > 2:
+            across[1:-1] = (-0.5 * 0.25645 * cfg.win_length**2 / (cfg.hop_length * cfg.n_fft)) * (lm[2:] - lm[:-2])
+        across = torch.cumsum(across, dim=-1).sub_(0.5 * (across + across[..., :1]))
+        # phase[t, k] = phase[t - 1, peak] + step[t, k], step = what the peak gains in time plus
+        # the way along frequency from it, minus pi * (k - peak): one gather; pi * k is taken
+        # modulo 2 pi (0 or pi) so float32 keeps the step to 1e-6 rad
+        odd = math.pi * torch.remainder(k, 2).float()
+        step = torch.gather(advance - across + odd, -1, peak).add_(across).sub_(odd)
+        # the running phase in float64: it grows by up to 2 pi per frame
+        step = torch.remainder(step, 2.0 * math.pi).double()
+        phase = torch.empty_like(step)
+        rows, peaks, steps = phase.unbind(0), peak.unbind(0), step.unbind(0)  # views made once
+        torch.gather(-odd.double().expand_as(rows[0]), -1, peaks[0], out=rows[0]).add_(steps[0])
+        for i in range(1, t):  # a gather and an add per frame: cheaper than a log-depth scan
+            torch.gather(rows[i - 1], -1, peaks[i], out=rows[i]).add_(steps[i])
+        return torch.remainder(phase, 2.0 * math.pi).float().permute(1, 2, 0)
+
+    @staticmethod
+    def _peaks(lm: Tensor) -> Tensor:
+        """Each bin's peak along the last axis of ``lm``: climb to the louder neighbour until
+        none is louder (the peak of the bin's own hill, the region of influence bounded by the
+        troughs); one step as an index map, then pointer doubling: 3 gathers climb up to 8 bins."""
         left = F.pad(lm[..., :-1], (1, 0), value=-math.inf)
         right = F.pad(lm[..., 1:], (0, 1), value=-math.inf)
-        k = torch.arange(n_freq, device=lm.device)
+        k = torch.arange(lm.shape[-1], device=lm.device)
         up = (right > lm) & (right >= left)
         down = (left > lm) & (left > right)
         peak = k + up.long() - down.long()
         for _ in range(3):
             peak = torch.gather(peak, -1, peak)
-        locked = torch.gather(summed, -1, peak) - math.pi * (k - peak).float()
-        return locked.transpose(1, 2)
+        return peak
 
     def _advance(self, log_mag: Tensor) -> Tensor:
         """Phase advance per frame from a log-magnitude: bin centre + the phase-gradient term."""

@@ -29,7 +29,7 @@ from voiceconv.vocoders.magnitude import linear_magnitude
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True, help="vocoder run folder (its holdout.txt)")
-    ap.add_argument("--vocoder", type=Path, required=True, help="a Vocos checkpoint with phase summed or locked")
+    ap.add_argument("--vocoder", type=Path, required=True, help="a Vocos checkpoint with phase summed, locked or pghi")
     ap.add_argument("--iters", type=int, nargs="+", default=[0, 2, 4, 8, 16, 32])
     args = ap.parse_args()
     torch.set_num_threads(1)
