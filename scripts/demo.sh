@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything (first run) and run the flite demo end to end:
-# render corpus -> preprocess -> train -> convert -> evaluate. Extra arguments go to voiceconv-demo.
+# render corpus -> preprocess -> train -> train the Vocos vocoder -> convert -> evaluate.
+# Extra arguments go to voiceconv-demo (--vocoder griffinlim skips the vocoder training).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh

@@ -71,8 +71,10 @@ def mel_to_magnitude(
         s = (torch.linalg.pinv(f) @ mel_power).clamp_min(0) + 1e-4 * mel_power.mean(dim=(-2, -1), keepdim=True) + eps
     else:
         s = start[..., used, :]
+    s = s.clone()  # updated in place below: the same arithmetic, without a temporary per step
     for _ in range(n_iter):
-        s = s * ftm / (ft @ (f @ s) + eps)
+        den = torch.matmul(ft, f @ s).add_(eps)
+        s.mul_(ftm).div_(den)
     out = mel_power.new_zeros(*mel_power.shape[:-2], fbank.shape[1], mel_power.shape[-1])
     out[..., used, :] = s
     return out

@@ -16,7 +16,9 @@
 
 Each output frame depends on a bounded neighbourhood of input frames (receptive field
 ``6 * (num_layers + 1) + 1`` frames), which is what streaming needs; no iteration unless
-``refine_iters`` is set (below).
+``refine_iters`` is set (below). The phases that carry a running state (``integrated``,
+``summed``, ``locked``, ``pghi``) also depend on every earlier frame through it, as a
+stream's one piece of state.
 
 Deviations from the paper and the reference implementation, and why:
 
@@ -68,19 +70,20 @@ Deviations from the paper and the reference implementation, and why:
   From the true magnitude, chirps, vibrato and gliding harmonics come back within 1-2 %
   spectral convergence, where ``locked`` is at 12-44 % (test); on the flite corpus's
   held-out files, from the true magnitude with no projection, 0.058 against ``locked``'s 0.20.
-* ``refine_iters`` (default 0, the paper's single iSTFT; 4 in ``vocos_small``): that many
+* ``refine_iters`` (default 0, the paper's single iSTFT; 2 in ``vocos_small``): that many
   fast Griffin-Lim projections (Perraudin et al. 2013, momentum ``refine_momentum``) move
   the phase towards a spectrogram consistent with the predicted magnitude before the iSTFT
   (:func:`~voiceconv.vocoders.griffinlim.refined_istft`, no gradient through them; the
   magnitude's gradient flows through the final iSTFT). Each projection mixes a frame with
-  its three neighbours on either side, so the output still depends on a bounded
-  neighbourhood, ``3 * (refine_iters + 1)`` frames each way around the backbone's field;
-  but a stream would have to hold that many frames back, so such a generator refuses
+  its three neighbours on either side (``3 * (refine_iters + 1)`` frames each way); a
+  stream would have to hold that many frames back, so such a generator refuses
   ``lookahead`` (``vocos_stream_small`` keeps the integrated head), and the ONNX export
   refuses it (complex FFTs in the loop). Measured on the flite corpus's held-out files
-  with a trained ``vocos_small`` magnitude (spectral convergence 0.092 on its own): the
-  waveform's spectral convergence is 0.22 with no projection, 0.15 with 4, 0.13 with 8,
-  0.11 with 16, 0.097 with 32 (``recipes/vocoder_hifigan/probes/refine_sweep.py``).
+  (``recipes/vocoder_hifigan/probes/refine_sweep.py``, float output): with ``vocos_small``'s
+  trained magnitude (spectral convergence 0.093 on its own) and the ``pghi`` phase, the
+  waveform scores 0.106 with no projection, 0.092 with 2, 0.091 with 4, 0.088 with 16;
+  with the ``locked`` phase (an earlier ``vocos_small``, magnitude 0.092 alone) it scored
+  0.22 with none, 0.15 with 4, 0.11 with 16 and 0.097 with 32.
 * ``prior_nnls_iter`` (``vocos_small``: 10): Lee & Seung's multiplicative NNLS updates
   (:func:`~voiceconv.vocoders.griffinlim.mel_to_magnitude`'s objective) started from the
   closed-form spread below sharpen the prior: held-out spectral convergence of the prior
@@ -504,7 +507,7 @@ class VocosGenerator(SavableModule):
         k = torch.arange(lm.shape[-1], device=lm.device)
         up = (right > lm) & (right >= left)
         down = (left > lm) & (left > right)
-        peak = k + up.long() - down.long()
+        peak = (up.to(torch.int8) - down.to(torch.int8)).to(torch.int64).add_(k)
         for _ in range(3):
             peak = torch.gather(peak, -1, peak)
         return peak
