@@ -70,6 +70,9 @@ Deviations from the paper and the reference implementation, and why:
   From the true magnitude, chirps, vibrato and gliding harmonics come back within 1-2 %
   spectral convergence, where ``locked`` is at 12-44 % (test); on the flite corpus's
   held-out files, from the true magnitude with no projection, 0.058 against ``locked``'s 0.20.
+  Like the integrated head's running sum, the carried phase starts afresh in each window
+  when conversion vocodes inputs longer than 2048 frames piece by piece, so the 2-hop
+  cross-fades join pieces whose partials have different phase offsets (as with Griffin-Lim).
 * ``refine_iters`` (default 0, the paper's single iSTFT; 2 in ``vocos_small``): that many
   fast Griffin-Lim projections (Perraudin et al. 2013, momentum ``refine_momentum``) move
   the phase towards a spectrogram consistent with the predicted magnitude before the iSTFT
