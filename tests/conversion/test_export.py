@@ -198,6 +198,14 @@ def test_vocos_with_griffin_lim_projections_refused(files, tmp_path):
     assert not out.exists()
 
 
+def test_vocos_with_the_frame_by_frame_pghi_phase_refused(files, tmp_path):
+    voc = write_vocos(tmp_path / "pghi.pt", phase="pghi", refine_iters=0)
+    out = tmp_path / "x.onnx"
+    with pytest.raises(ConfigError, match="carries its phase frame by frame"):
+        ex.export_onnx(files["ckpt"], "a2b", voc, out)
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_mismatched_mel_config_refused_naming_the_field(exported, files, tmp_path):
     other = dataclasses.replace(TINY_MEL, fmax=3000.0)

@@ -403,6 +403,11 @@ def export_onnx(
             "Griffin-Lim projections (complex FFTs), which are not exported; use a Vocos with refine_iters=0 "
             "or a plain HiFi-GAN checkpoint"
         )
+    if getattr(vc.vocoder.net, "phase_mode", None) == "pghi":
+        raise ConfigError(
+            f"vocoder {vocoder_path}: this Vocos carries its phase frame by frame (phase='pghi'), a loop "
+            "that is not exported; use a Vocos with phase='direct' or 'integrated' or a plain HiFi-GAN checkpoint"
+        )
     mel, what = parity_mel(vc, check_audio, check_frames)
     module = MelToWave(vc.model, direction, vc.stats[src], vc.stats[tgt], vc.vocoder.net)
     model = export_program(module, mel[None], int(opset))
