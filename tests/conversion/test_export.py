@@ -190,18 +190,14 @@ def test_hifigan_with_griffinlim_source_refused(files, tmp_path):
     assert not out.exists()
 
 
-def test_vocos_with_griffin_lim_projections_refused(files, tmp_path):
-    voc = write_vocos(tmp_path / "refined.pt", phase="locked", refine_iters=2)
+@pytest.mark.parametrize("phase,refine_iters,match", [
+    ("locked", 2, "refines its phase with 2 fast Griffin-Lim projections"),
+    ("pghi", 0, "carries its phase frame by frame"),
+], ids=["projections", "pghi-frame-loop"])
+def test_vocos_whose_phase_does_not_export_is_refused(files, tmp_path, phase, refine_iters, match):
+    voc = write_vocos(tmp_path / "vocos.pt", phase=phase, refine_iters=refine_iters)
     out = tmp_path / "x.onnx"
-    with pytest.raises(ConfigError, match="refines its phase with 2 fast Griffin-Lim projections"):
-        ex.export_onnx(files["ckpt"], "a2b", voc, out)
-    assert not out.exists()
-
-
-def test_vocos_with_the_frame_by_frame_pghi_phase_refused(files, tmp_path):
-    voc = write_vocos(tmp_path / "pghi.pt", phase="pghi", refine_iters=0)
-    out = tmp_path / "x.onnx"
-    with pytest.raises(ConfigError, match="carries its phase frame by frame"):
+    with pytest.raises(ConfigError, match=match):
         ex.export_onnx(files["ckpt"], "a2b", voc, out)
     assert not out.exists()
 

@@ -70,9 +70,8 @@ def mel_to_magnitude(
     if start is None:
         s = (torch.linalg.pinv(f) @ mel_power).clamp_min(0) + 1e-4 * mel_power.mean(dim=(-2, -1), keepdim=True) + eps
     else:
-        s = start[..., used, :]
-    s = s.clone()  # updated in place below: the same arithmetic, without a temporary per step
-    for _ in range(n_iter):
+        s = start[..., used, :]  # a copy (mask indexing): the updates below may write into it
+    for _ in range(n_iter):  # in place: the same arithmetic, without a temporary per step
         den = torch.matmul(ft, f @ s).add_(eps)
         s.mul_(ftm).div_(den)
     out = mel_power.new_zeros(*mel_power.shape[:-2], fbank.shape[1], mel_power.shape[-1])

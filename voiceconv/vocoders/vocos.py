@@ -313,7 +313,11 @@ class VocosGenerator(SavableModule):
             # ... corrected by the frequency slope of the log-magnitude (phase-gradient heuristic,
             # Prusa et al. 2017: a Hann window of length L acts as a Gaussian with
             # gamma = 0.25645 L^2; IF deviation = hop * n_fft / gamma * d log|S| / d bin)
-            self.if_gain = cfg.hop_length * cfg.n_fft / (0.25645 * cfg.win_length**2)
+            gamma = 0.25645 * cfg.win_length**2
+            self.if_gain = cfg.hop_length * cfg.n_fft / gamma
+            # the phase's derivative along frequency per unit time slope of the log-magnitude
+            # (group delay; used by the pghi phase)
+            self.gd_gain = -gamma / (cfg.hop_length * cfg.n_fft)
         if self.phase_mode == "integrated":
             with torch.no_grad():  # start offsets: adjacent bins of a partial in antiphase
                 self.head.bias[self.n_freq : 2 * self.n_freq] = torch.remainder(
@@ -484,7 +488,7 @@ class VocosGenerator(SavableModule):
         # the frequency integral (trapezoid from bin 0) of the group-delay derivative
         across = torch.zeros_like(lm)
         if t > 2:
-            across[1:-1] = (-0.5 * 0.25645 * cfg.win_length**2 / (cfg.hop_length * cfg.n_fft)) * (lm[2:] - lm[:-2])
+            across[1:-1] = (0.5 * self.gd_gain) * (lm[2:] - lm[:-2])
         across = torch.cumsum(across, dim=-1).sub_(0.5 * (across + across[..., :1]))
         # phase[t, k] = phase[t - 1, peak] + step[t, k], step = what the peak gains in time plus
         # the way along frequency from it, minus pi * (k - peak): one gather; pi * k is taken
