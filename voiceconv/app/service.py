@@ -360,12 +360,9 @@ class AppService:
         return self.job
 
     def _compose(self, overrides: list[str]) -> Any:
-        from hydra import compose, initialize_config_dir
+        from voiceconv.utils.conf import compose_config
 
-        from voiceconv.utils.conf import conf_dir
-
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            return compose("train", overrides=overrides)
+        return compose_config("train", overrides)
 
     def _speaker_folder(self, folder: str | None, uploads: Sequence[str | Path] | None,
                         name: str, run_dir: Path) -> Path:

@@ -67,8 +67,6 @@ def _stage(n: int, text: str) -> float:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from hydra import compose, initialize_config_dir
-
     from voiceconv.conversion.converter import VoiceConverter
     from voiceconv.data.cache import FeatureCache
     from voiceconv.data.corpora import read_speaker_folders, split_parallel
@@ -83,7 +81,7 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     from voiceconv.evaluation.report import evaluate_folders, write_report
     from voiceconv.training.vc_run import train_vc as train_run
-    from voiceconv.utils.conf import conf_dir
+    from voiceconv.utils.conf import compose_config
 
     out = args.out.resolve()
     src, tgt = args.source, args.target
@@ -111,9 +109,7 @@ def run_demo(args: argparse.Namespace) -> int:
         f"trainer.decay_start={args.steps // 2}", "trainer.total_steps=null",
         f"out_dir={out / 'train_run'}", *args.train_override,
     ]
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    train_run(cfg)
+    train_run(compose_config("train", overrides))
     ckpt = out / "train_run" / "checkpoints" / "last.ckpt"
     print(f"   checkpoint {ckpt} ({time.perf_counter() - t:.0f} s)")
 
@@ -161,11 +157,9 @@ def _train_vocos(out: Path, src: str, tgt: str, minutes: float, device: str) -> 
     training halves for ``minutes`` CPU-minutes, or the one a previous run finished."""
     import json
 
-    from hydra import compose, initialize_config_dir
-
     from voiceconv.training.vocoder_run import train_vocoder
     from voiceconv.utils.atomic import atomic_write_text
-    from voiceconv.utils.conf import conf_dir
+    from voiceconv.utils.conf import compose_config
 
     run_dir = out / "vocoder_run"
     ckpt = run_dir / "checkpoints" / "last.ckpt"
@@ -175,15 +169,11 @@ def _train_vocos(out: Path, src: str, tgt: str, minutes: float, device: str) -> 
         return ckpt
     if not minutes > 0:
         raise ConfigError(f"--vocoder-minutes must be > 0, got {minutes}")
-    conf = conf_dir()
     overrides = [
         "model=vocos_small", "trainer=cpu_vocos", f"data.dirs=[{out / 'train' / src},{out / 'train' / tgt}]",
         f"out_dir={run_dir}", f"trainer.max_cpu_minutes={minutes}", f"trainer.device={device}",
-        f"hydra.searchpath=[file://{conf}]",
     ]
-    with initialize_config_dir(config_dir=str(conf / "vocoder"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    result = train_vocoder(cfg)
+    result = train_vocoder(compose_config("config", overrides, tree="vocoder"))
     atomic_write_text(marker, json.dumps({"model": "vocos_small", "cpu_minutes": minutes,
                                           "step": int(result.step)}) + "\n")
     return ckpt
