@@ -236,6 +236,41 @@ def test_before_disc_start_only_the_generator_learns_from_the_mel_loss(tmp_path)
     torch.testing.assert_close(_flat(trainer.generator), _flat(gen), rtol=1e-4, atol=1e-6)
 
 
+def test_discriminators_judge_the_same_random_window_of_real_and_generated(tmp_path):
+    """disc_segment_size: every discriminator call sees, per segment, one contiguous window of
+    that length, cut at the same place from the real segment and from G(mel); the windows
+    move between segments and steps."""
+    size = 192
+    trainer = _trainer(tmp_path / "run", max_steps=3, disc_segment_size=size, optimizer=_sgd)
+    seen: list[torch.Tensor] = []
+    for disc in trainer.discriminators.values():
+        disc.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    offsets = []
+    for _ in range(3):
+        gen = copy.deepcopy(trainer.generator)
+        wav, mel = copy.deepcopy(trainer.sampler).next_batch()
+        with torch.no_grad():
+            fake = gen(mel)
+        seen.clear()
+        trainer.train_step()
+        assert len(seen) == 4  # two discriminators, a D step and a G step each
+        n = wav.shape[0]
+        for both in seen:
+            assert both.shape == (2 * n, size)
+            for i in range(n):
+                starts = [o for o in range(SEGMENT - size + 1) if torch.equal(both[i], wav[i, o:o + size])]
+                assert len(starts) == 1
+                torch.testing.assert_close(both[n + i], fake[i, starts[0]:starts[0] + size], rtol=1e-4, atol=1e-5)
+                offsets.append(starts[0])
+    assert len(set(offsets)) > 2
+
+
+def test_disc_segment_size_must_fit_the_segment():
+    with pytest.raises(ConfigError, match="disc_segment_size"):
+        VocoderSettings(segment_size=SEGMENT, disc_segment_size=SEGMENT + 1)
+    assert VocoderSettings(segment_size=SEGMENT, disc_segment_size=SEGMENT).disc_segment_size == SEGMENT
+
+
 def test_learning_rate_decays_by_gamma_per_epoch(tmp_path):
     # 3 waveforms, batch 2 -> an epoch is ceil(3 / 2) = 2 steps
     trainer = _trainer(tmp_path / "run", max_steps=4, lr=1e-3, lr_decay=0.5)
@@ -269,8 +304,9 @@ def test_mel_loss_falls_on_one_segment(tmp_path):
 # --------------------------------------------------------------------------- checkpoints
 
 
-def test_resume_equals_uninterrupted(tmp_path):
-    kw = dict(disc_start_step=1, lr_decay_every=1, lr_decay=0.9)
+@pytest.mark.parametrize("disc_segment_size", [None, 256])
+def test_resume_equals_uninterrupted(tmp_path, disc_segment_size):
+    kw = dict(disc_start_step=1, lr_decay_every=1, lr_decay=0.9, disc_segment_size=disc_segment_size)
     straight = _trainer(tmp_path / "straight", max_steps=4, **kw)
     straight.fit()
 

@@ -66,6 +66,14 @@ Deviations from the reference implementation, and why:
 * ``disc_start_step`` (default 0, the paper) lets a short CPU run train the generator on
   the mel loss alone first, as Parallel WaveGAN does for its first 100k steps; only the
   ``cpu_small`` trainer configuration uses it.
+* ``disc_segment_size`` (default ``None``, the paper: the whole segment) has the
+  discriminators, their adversarial terms and feature matching see one random window of
+  that many samples of each segment, the same window of its real and generated versions,
+  as GAN-TTS's random window discriminators (Binkowski et al. 2020) do. On a CPU an
+  adversarial step costs ten times a reconstruction step, almost all of it in the
+  discriminators; a half-length window halves that, so a CPU budget buys twice the
+  adversarial steps. The mel and STFT losses still see the whole segment. The windows
+  are drawn from a generator seeded by the run's seed and the step, so resuming stays exact.
 
 Around it, from the shared :class:`~voiceconv.training.base.TrainerBase` (the VC loop uses
 the same): non-finite loss check (raises :class:`~voiceconv.errors.TrainingDiverged`
@@ -214,7 +222,7 @@ class SegmentSampler:
 
     def state_dict(self) -> dict[str, Any]:
         """Where the random draws stand (tensors and plain values only)."""
-        return {"generator": self.generator.get_state(), "n_utterances": len(self.audio),
+        return {"generator": self.generator.get_state(), "seed": self.seed, "n_utterances": len(self.audio),
                 "segment_size": self.segment_size, "batch_size": self.batch_size}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -223,6 +231,7 @@ class SegmentSampler:
             log.warning("resuming with %d training utterances instead of %d",
                         len(self.audio), int(state["n_utterances"]))
         self.generator.set_state(state["generator"])
+        self.seed = int(state.get("seed", self.seed))  # checkpoints before disc_segment_size lack it
 
 
 # --------------------------------------------------------------------------- settings
@@ -240,7 +249,9 @@ class VocoderSettings:
     Griffin-Lim source; no effect otherwise. ``disc_start_step``: steps
     trained on the mel loss alone before the discriminators and the adversarial and
     feature-matching terms join (paper: 0; a deviation used only by the CPU recipe, see
-    :class:`VocoderTrainer`). ``gan_mode``: the shared
+    :class:`VocoderTrainer`). ``disc_segment_size``: the discriminators judge a random
+    window of that many samples of each segment (``None``: the whole segment, the paper;
+    see :class:`VocoderTrainer`). ``gan_mode``: the shared
     :class:`~voiceconv.models.losses.GANLoss` mode (HiFi-GAN: lsgan, Vocos: hinge).
     ``lambda_phase``: weight of :func:`~voiceconv.vocoders.vocos.spectrum_phase_loss` for a
     generator that predicts a spectrum (Vocos); no effect otherwise. ``max_minutes`` /
@@ -261,6 +272,7 @@ class VocoderSettings:
     lambda_magnitude: float = 1.0
     loss_fmax: float | None = None
     disc_start_step: int = 0
+    disc_segment_size: int | None = None
     gan_mode: str = "lsgan"
     lambda_phase: float = 0.0
     max_minutes: float | None = None
@@ -284,6 +296,9 @@ class VocoderSettings:
             raise ConfigError(f"trainer.lr_decay must be in (0, 1], got {self.lr_decay}")
         if self.disc_start_step < 0:
             raise ConfigError(f"trainer.disc_start_step must be >= 0, got {self.disc_start_step}")
+        if self.disc_segment_size is not None and not 0 < self.disc_segment_size <= self.segment_size:
+            raise ConfigError(f"trainer.disc_segment_size must be in (0, segment_size={self.segment_size}]"
+                              f" or null, got {self.disc_segment_size}")
         if self.lambda_stft < 0 or self.lambda_magnitude < 0:
             raise ConfigError(f"trainer.lambda_stft and lambda_magnitude must be >= 0, got"
                               f" {self.lambda_stft} and {self.lambda_magnitude}")
@@ -503,10 +518,11 @@ class VocoderTrainer(TrainerBase):
         adversarial = self.step >= s.disc_start_step
         names = list(self.discriminators)
 
-        # 1. discriminators on real vs detached fake
+        # 1. discriminators on real vs detached fake (a random window of each, if set)
         d_losses = dict.fromkeys(names, zero)
+        real_d, fake_d = self._disc_windows(wav, fake) if adversarial else (wav, fake)
         if adversarial:
-            judged = self._judge(wav, fake.detach())
+            judged = self._judge(real_d, fake_d.detach())
             d_losses = {name: self.gan_loss.discriminator_loss(r, f) for name, (r, f, _, _) in judged.items()}
         d_loss = torch.stack(list(d_losses.values())).sum()
         if adversarial:
@@ -521,7 +537,7 @@ class VocoderTrainer(TrainerBase):
         adv, fm = dict.fromkeys(names, zero), dict.fromkeys(names, zero)
         with self._discriminators_frozen():
             if adversarial:
-                judged = self._judge(wav, fake)
+                judged = self._judge(real_d, fake_d)
                 adv = {name: self.gan_loss.generator_loss(f) for name, (_, f, _, _) in judged.items()}
                 fm = {name: feature_matching_loss([[x.detach() for x in m] for m in rf], ff)
                       for name, (_, _, rf, ff) in judged.items()}
@@ -546,6 +562,19 @@ class VocoderTrainer(TrainerBase):
             "stft": stft_loss.detach(), "magnitude": mag_loss.detach(), "phase": phase_loss.detach(),
             "d_total": d_loss.detach(), **{f"d_{n}": d_losses[n].detach() for n in names},
         }
+
+    def _disc_windows(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        """The same random ``disc_segment_size`` window of each real and generated segment
+        (both whole if unset); the offsets depend only on the sampler's seed (restored on
+        resume) and the step."""
+        size = self.settings.disc_segment_size
+        length = real.shape[-1]
+        if size is None or size >= length:
+            return real, fake
+        gen = torch.Generator().manual_seed(self.sampler.seed * 1_000_003 + self.step)
+        start = torch.randint(0, length - size + 1, (real.shape[0], 1), generator=gen)
+        index = (start + torch.arange(size)).to(real.device)
+        return real.gather(-1, index), fake.gather(-1, index)
 
     def _target_spectrum(self, wav: Tensor) -> Tensor:
         """The complex STFT of real segments with the front end's window, hop and centring."""
