@@ -202,6 +202,21 @@ def test_vocos_whose_phase_does_not_export_is_refused(files, tmp_path, phase, re
     assert not out.exists()
 
 
+def test_the_vocoders_that_export_say_so(tmp_path):
+    """The exported kinds (plain HiFi-GAN, Vocos with a direct or integrated phase and no
+    projections) have no export blocker; the refused kinds above do."""
+    from voiceconv.models.base import load_model
+
+    def net(path):
+        return load_model(path)
+
+    assert net(write_hifigan(tmp_path / "h.pt")).export_blocker is None
+    assert net(write_hifigan(tmp_path / "hg.pt", source="griffinlim")).export_blocker
+    for phase in ("direct", "integrated"):
+        assert net(write_vocos(tmp_path / f"{phase}.pt", phase=phase)).export_blocker is None
+    assert net(write_vocos(tmp_path / "p.pt", phase="pghi")).export_blocker
+
+
 @pytest.mark.slow
 def test_mismatched_mel_config_refused_naming_the_field(exported, files, tmp_path):
     other = dataclasses.replace(TINY_MEL, fmax=3000.0)

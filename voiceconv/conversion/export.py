@@ -392,22 +392,9 @@ def export_onnx(
         raise ConfigError("export_onnx: the converter has no generator")
     if not isinstance(vc.vocoder, NeuralVocoder):
         raise ConfigError(f"vocoder {vocoder_path}: not a neural vocoder network; cannot export it")
-    if getattr(vc.vocoder.net, "griffinlim", None) is not None:
-        raise ConfigError(
-            f"vocoder {vocoder_path}: this HiFi-GAN runs Griffin-Lim for its source (source='griffinlim'), "
-            "an iteration that is not exported; use a Vocos or a plain HiFi-GAN checkpoint"
-        )
-    if getattr(vc.vocoder.net, "refine_iters", 0):
-        raise ConfigError(
-            f"vocoder {vocoder_path}: this Vocos refines its phase with {vc.vocoder.net.refine_iters} fast "
-            "Griffin-Lim projections (complex FFTs), which are not exported; use a Vocos with refine_iters=0 "
-            "or a plain HiFi-GAN checkpoint"
-        )
-    if getattr(vc.vocoder.net, "phase_mode", None) == "pghi":
-        raise ConfigError(
-            f"vocoder {vocoder_path}: this Vocos carries its phase frame by frame (phase='pghi'), a loop "
-            "that is not exported; use a Vocos with phase='direct' or 'integrated' or a plain HiFi-GAN checkpoint"
-        )
+    blocker = getattr(vc.vocoder.net, "export_blocker", None)
+    if blocker:
+        raise ConfigError(f"vocoder {vocoder_path}: {blocker}")
     mel, what = parity_mel(vc, check_audio, check_frames)
     module = MelToWave(vc.model, direction, vc.stats[src], vc.stats[tgt], vc.vocoder.net)
     model = export_program(module, mel[None], int(opset))

@@ -286,6 +286,14 @@ class HiFiGANGenerator(SavableModule):
         """Output samples per input frame."""
         return self._mel_config.hop_length
 
+    @property
+    def export_blocker(self) -> str | None:
+        """Why this generator cannot be exported to ONNX (``None``: it can)."""
+        if self.griffinlim is not None:
+            return ("this HiFi-GAN runs Griffin-Lim for its source (source='griffinlim'), an iteration"
+                    " that is not exported; use a Vocos or a plain HiFi-GAN checkpoint")
+        return None
+
     @torch.no_grad()
     def make_source(self, log_mel: Tensor, log_magnitude: Tensor | None = None) -> Tensor:
         """The Griffin-Lim source ``(B, T * hop_length)`` of log-mels ``(B, n_mels, T)``.

@@ -338,6 +338,17 @@ class VocosGenerator(SavableModule):
         """Whether the head predicts a phase (``direct``, ``integrated``) that a phase loss can train."""
         return self.phase_mode in ("direct", "integrated")
 
+    @property
+    def export_blocker(self) -> str | None:
+        """Why this generator cannot be exported to ONNX (``None``: it can)."""
+        if self.refine_iters:
+            return (f"this Vocos refines its phase with {self.refine_iters} fast Griffin-Lim projections"
+                    " (complex FFTs), which are not exported; use a Vocos with refine_iters=0 or a plain HiFi-GAN checkpoint")
+        if self.phase_mode == "pghi":
+            return ("this Vocos carries its phase frame by frame (phase='pghi'), a loop that is not"
+                    " exported; use a Vocos with phase='direct' or 'integrated' or a plain HiFi-GAN checkpoint")
+        return None
+
     def log_magnitude_prior(self, log_mel: Tensor) -> Tensor:
         """The closed-form log-magnitude the head's output is added to (``magnitude_prior``)."""
         power = self._mel_config.power
