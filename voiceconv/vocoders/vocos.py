@@ -147,6 +147,16 @@ def front_end_window(cfg: MelConfig, dtype: torch.dtype = torch.float64) -> Tens
     return F.pad(hann, (left, cfg.n_fft - cfg.win_length - left))
 
 
+def central_difference(x: Tensor, dim: int) -> Tensor:
+    """``x[i + 1] - x[i - 1]`` along ``dim``, zero at both ends (the slope of a log-magnitude
+    along frequency or time, times 2)."""
+    out = torch.zeros_like(x)
+    n = x.shape[dim]
+    if n > 2:
+        out.narrow(dim, 1, n - 2).copy_(x.narrow(dim, 2, n - 2) - x.narrow(dim, 0, n - 2))
+    return out
+
+
 class InverseSTFT(nn.Module):
     """``(real, imag) (B, n_fft // 2 + 1, T) -> (B, T * hop)``: ``torch.istft`` in real arithmetic.
 
@@ -437,9 +447,7 @@ class VocosGenerator(SavableModule):
         exact in integers); ``offsets``: minus ``pi * k`` (adjacent bins in antiphase)."""
         cfg = self._mel_config
         t, n_freq = lm.shape[1], lm.shape[2]
-        slope = torch.zeros_like(lm)
-        slope[..., 1:-1] = 0.5 * (lm[..., 2:] - lm[..., :-2])
-        summed = torch.cumsum((self.if_gain * slope).double(), dim=1)
+        summed = torch.cumsum((self.if_gain * (0.5 * central_difference(lm, -1))).double(), dim=1)
         period = cfg.n_fft // math.gcd(cfg.n_fft, cfg.hop_length)
         k = torch.arange(n_freq, device=lm.device)
         cycle = torch.remainder(torch.arange(1, period + 1, device=lm.device)[:, None] * k * cfg.hop_length
@@ -491,15 +499,12 @@ class VocosGenerator(SavableModule):
         # the instantaneous-frequency advance from frame t - 1 to t (trapezoid), its bin-centre
         # part wrapped in exact integers
         centre = torch.remainder(k * cfg.hop_length, cfg.n_fft).float() * (2.0 * math.pi / cfg.n_fft)
-        slope = torch.zeros_like(lm)
-        slope[..., 1:-1] = lm[..., 2:] - lm[..., :-2]
+        slope = central_difference(lm, -1)
         advance = torch.zeros_like(lm)
         torch.add(slope[1:], slope[:-1], out=advance[1:])
         advance[1:] = centre + (0.25 * self.if_gain) * advance[1:]
         # the frequency integral (trapezoid from bin 0) of the group-delay derivative
-        across = torch.zeros_like(lm)
-        if t > 2:
-            across[1:-1] = (0.5 * self.gd_gain) * (lm[2:] - lm[:-2])
+        across = (0.5 * self.gd_gain) * central_difference(lm, 0)
         across = torch.cumsum(across, dim=-1).sub_(0.5 * (across + across[..., :1]))
         # phase[t, k] = phase[t - 1, peak] + step[t, k], step = what the peak gains in time plus
         # the way along frequency from it, minus pi * (k - peak): one gather; pi * k is taken
@@ -532,9 +537,7 @@ class VocosGenerator(SavableModule):
 
     def _advance(self, log_mag: Tensor) -> Tensor:
         """Phase advance per frame from a log-magnitude: bin centre + the phase-gradient term."""
-        slope = torch.zeros_like(log_mag)
-        slope[:, 1:-1] = 0.5 * (log_mag[:, 2:] - log_mag[:, :-2])
-        return self.centre_advance + self.if_gain * slope
+        return self.centre_advance + self.if_gain * (0.5 * central_difference(log_mag, 1))
 
     def synthesize(self, log_mag: Tensor, phase: Tensor) -> Tensor:
         """The waveform of a predicted spectrum: the iSTFT of ``exp(log_mag) * (cos, sin)(phase)``,
