@@ -283,6 +283,18 @@ def test_learning_rate_decays_by_gamma_per_epoch(tmp_path):
     assert [d for _, d in rates] == pytest.approx([1e-3, 5e-4, 5e-4, 2.5e-4])
 
 
+def test_cosine_schedule_reaches_zero_at_max_steps(tmp_path):
+    """lr_schedule=cosine (Vocos): lr_t = lr_0 (1 + cos(pi t / max_steps)) / 2 on both sides."""
+    trainer = _trainer(tmp_path / "run", max_steps=4, lr=1e-3, lr_schedule="cosine", lr_decay=0.5)
+    for t in range(1, 5):
+        trainer.train_step()
+        expected = 1e-3 * (1 + math.cos(math.pi * t / 4)) / 2
+        assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(expected, abs=1e-12)
+        assert trainer.opt_d.param_groups[0]["lr"] == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        VocoderSettings(lr_schedule="linear")
+
+
 @pytest.mark.slow
 def test_mel_loss_falls_on_one_segment(tmp_path):
     """Repeating one segment, the generator's mel L1 drops well below where it started."""
@@ -304,14 +316,16 @@ def test_mel_loss_falls_on_one_segment(tmp_path):
 # --------------------------------------------------------------------------- checkpoints
 
 
-@pytest.mark.parametrize("disc_segment_size", [None, 256])
-def test_resume_equals_uninterrupted(tmp_path, disc_segment_size):
-    kw = dict(disc_start_step=1, lr_decay_every=1, lr_decay=0.9, disc_segment_size=disc_segment_size)
+@pytest.mark.parametrize("disc_segment_size,lr_schedule", [(None, "exponential"), (256, "cosine")])
+def test_resume_equals_uninterrupted(tmp_path, disc_segment_size, lr_schedule):
+    kw = dict(disc_start_step=1, lr_decay_every=1, lr_decay=0.9, disc_segment_size=disc_segment_size,
+              lr_schedule=lr_schedule)
     straight = _trainer(tmp_path / "straight", max_steps=4, **kw)
     straight.fit()
 
-    first = _trainer(tmp_path / "resumed", max_steps=2, **kw)
-    first.fit()
+    first = _trainer(tmp_path / "resumed", max_steps=4, **kw)
+    first.fit(stop=lambda: first.step >= 2)  # interrupted after 2 of 4 steps
+    assert first.step == 2
     # a different seed: everything must come from the checkpoint
     second = _trainer(tmp_path / "resumed", max_steps=4, seed=99, **kw)
     result = second.fit()

@@ -23,7 +23,9 @@ One training step (:meth:`VocoderTrainer.train_step`), in the reference order:
    + 2 x feature matching (real feature maps from the just-updated discriminators, as
    targets) + 45 x mel L1 (+ ``lambda_stft`` x Parallel WaveGAN's multi-resolution
    STFT loss, 0 in the paper's configuration); AdamW step on G;
-5. every ``lr_decay_every`` steps both ExponentialLR schedulers step (gamma 0.999).
+5. every ``lr_decay_every`` steps both ExponentialLR schedulers step (gamma 0.999);
+   with ``lr_schedule: cosine`` (Vocos) both rates follow a cosine from the base rate to
+   0 at ``max_steps`` instead, updated every step.
 
 Optimiser and schedule (paper): AdamW, lr 2e-4, betas (0.8, 0.99), PyTorch's default
 weight decay 0.01 (the reference code passes none, so it gets that default); the
@@ -121,7 +123,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import ExponentialLR
+from torch.optim.lr_scheduler import ExponentialLR, LambdaLR
 
 from voiceconv.audio.mel import LogMel, MelConfig
 from voiceconv.errors import CheckpointError, ConfigError
@@ -145,6 +147,7 @@ VOCODER_CHECKPOINT_FORMAT = "voiceconv.vocoder_train.v1"
 VOCODER_REQUIRED_KEYS = ("format", "step", "model", "discriminators", "optimizers",
                          "schedulers", "rng", "sampler", "mel_config")
 PRECISIONS = ("fp32", "bf16")
+LR_SCHEDULES = ("exponential", "cosine")
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 
 
@@ -241,7 +244,10 @@ class SegmentSampler:
 class VocoderSettings:
     """How to train (``conf/vocoder/trainer/*.yaml``).
 
-    ``lr_decay_every=None``: one "epoch" (see the module docstring). ``loss_fmax``:
+    ``lr_decay_every=None``: one "epoch" (see the module docstring). ``lr_schedule``:
+    ``exponential`` (HiFi-GAN: x ``lr_decay`` every ``lr_decay_every`` steps) or ``cosine``
+    (Vocos: from the base rate to 0 at ``max_steps``, updated every step; ``lr_decay`` and
+    ``lr_decay_every`` unused). ``loss_fmax``:
     the mel loss's upper band edge (``None`` = Nyquist). ``lambda_stft``: weight of
     Parallel WaveGAN's multi-resolution STFT loss added to the generator's (paper: 0,
     not a HiFi-GAN term). ``lambda_magnitude``: weight of the magnitude net's loss
@@ -266,6 +272,7 @@ class VocoderSettings:
     batch_size: int = 16
     lr_decay: float = 0.999
     lr_decay_every: int | None = None
+    lr_schedule: str = "exponential"
     lambda_fm: float = 2.0
     lambda_mel: float = 45.0
     lambda_stft: float = 0.0
@@ -292,6 +299,8 @@ class VocoderSettings:
             raise ConfigError(f"trainer.ckpt_every must be >= 1, got {self.ckpt_every}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"trainer.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"trainer.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 0.0 < self.lr_decay <= 1.0:
             raise ConfigError(f"trainer.lr_decay must be in (0, 1], got {self.lr_decay}")
         if self.disc_start_step < 0:
@@ -393,10 +402,20 @@ class VocoderTrainer(TrainerBase):
         make_opt_d = make_opt_d or _default_adamw
         self.opt_g = make_opt_g(list(self.generator.parameters()))
         self.opt_d = make_opt_d([p for d in self.discriminators.values() for p in d.parameters()])
-        self.sched_g = ExponentialLR(self.opt_g, gamma=settings.lr_decay)
-        self.sched_d = ExponentialLR(self.opt_d, gamma=settings.lr_decay)
-        self.lr_decay_every = (settings.lr_decay_every if settings.lr_decay_every is not None
-                               else max(1, math.ceil(len(sampler) / settings.batch_size)))
+        if settings.lr_schedule == "cosine":  # Vocos: cosine to 0 at max_steps, a step each step
+            horizon = max(1, settings.max_steps)
+
+            def cosine(step: int) -> float:  # a closed form of the step: resumes exactly, stays 0 after
+                return 0.5 * (1.0 + math.cos(math.pi * min(step, horizon) / horizon))
+
+            self.sched_g = LambdaLR(self.opt_g, cosine)
+            self.sched_d = LambdaLR(self.opt_d, cosine)
+            self.lr_decay_every = 1
+        else:
+            self.sched_g = ExponentialLR(self.opt_g, gamma=settings.lr_decay)
+            self.sched_d = ExponentialLR(self.opt_d, gamma=settings.lr_decay)
+            self.lr_decay_every = (settings.lr_decay_every if settings.lr_decay_every is not None
+                                   else max(1, math.ceil(len(sampler) / settings.batch_size)))
         loss_cfg = dataclasses.replace(self.mel_config, fmax=settings.loss_fmax)
         self.loss_mel = LogMel(loss_cfg).to(self.device)
         self.loss_stft = MultiResolutionSTFTLoss().to(self.device)
