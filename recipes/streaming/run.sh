@@ -7,7 +7,7 @@
 #   stage 0  voiceconv-demo with model=maskcyclegan_vc_stream_small (renders the corpus, splits it,
 #            trains 1000 steps, converts and scores the held-out set offline with Griffin-Lim)
 #   stage 1  voiceconv-train-vocoder model=vocos_stream_small on the demo's training halves
-#            (trainer cpu_vocos: 15 minutes of CPU time on one thread)
+#            (trainer cpu_vocos_adv: 15 minutes of CPU time on one thread)
 #   stage 2  scripts/eval_stream.py: exact mode (this generator) and window mode (an offline demo
 #            model, if OUT/offline_demo exists or --offline CKPT is given) on the 20 held-out pairs
 #   stage 3  voiceconv-stream file mode over the held-out files for 600 s without reset, 1 thread
@@ -52,7 +52,7 @@ fi
 if [[ $stage -le 1 && $stop_stage -ge 1 ]]; then
   echo "== stage 1: streaming Vocos in $out/vocos_stream_small"
   "$bin/voiceconv-train-vocoder" "data.dirs=[$demo/train/rms,$demo/train/slt]" data.holdout=10 \
-    "out_dir=$out/vocos_stream_small" model=vocos_stream_small trainer=cpu_vocos
+    "out_dir=$out/vocos_stream_small" model=vocos_stream_small trainer=cpu_vocos_adv
 fi
 
 if [[ $stage -le 2 && $stop_stage -ge 2 ]]; then

@@ -18,7 +18,7 @@
 #   run.sh --model hifigan_small --trainer cpu_small --g-lr 1e-3 --steps 8000
 # A paper-style GPU run:
 #   run.sh --model hifigan_v2 --trainer default --g-lr 2e-4 --steps 500000 -- trainer.device=cuda
-# Vocos on the CPU (trainer cpu_vocos: 15 minutes of CPU time on one thread), scored beside a
+# Vocos on the CPU (trainer cpu_vocos: 5000 steps, about 14 minutes of CPU time on one thread), scored beside a
 # hifigan_gl_small run:
 #   run.sh --model vocos_small --out RUN_V --compare hifigan_gl_small=RUN_H/checkpoints/last.ckpt
 # Vocos at the paper's size on a GPU: run.sh --model vocos --trainer vocos_gpu -- trainer.device=cuda
@@ -62,6 +62,7 @@ done
 
 # Per-model defaults: the measured CPU runs of README.md.
 case "$model" in
+  vocos_small_integrated|vocos_stream_small) trainer="${trainer:-cpu_vocos_adv}" ;;  # as measured
   vocos*) trainer="${trainer:-cpu_vocos}" ;;                       # lr, steps and time limit: the config's
   hifigan_gl*) trainer="${trainer:-cpu_gl}"; steps="${steps:-5000}"; g_lr="${g_lr:-1e-4}" ;;
   *) trainer="${trainer:-cpu_gl}"; steps="${steps:-5000}" ;;

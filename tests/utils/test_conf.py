@@ -29,3 +29,19 @@ def test_conf_dir_follows_the_environment(tmp_path, monkeypatch):
     assert compose_config("only").answer == 42
     with pytest.raises(MissingConfigException):
         compose_config("train")
+
+
+def test_a_vocoder_trainer_that_sets_the_optimiser_wins():
+    """conf/vocoder/trainer files that name an optimiser (vocos_gpu: Vocos's AdamW 5e-4,
+    betas (0.8, 0.9)) get it in the composed run config, over conf/vocoder/config.yaml's."""
+    found = 0
+    for path in sorted((conf_dir() / "vocoder" / "trainer").glob("*.yaml")):
+        own = OmegaConf.load(path).get("optimizer")
+        if own is None:
+            continue
+        found += 1
+        cfg = compose_config("config", [f"trainer={path.stem}"], tree="vocoder")
+        for side, values in own.items():
+            for key, value in values.items():
+                assert cfg.optimizer[side][key] == value, (path.name, side, key)
+    assert found >= 1

@@ -11,7 +11,7 @@ Stages (each resumable: a second run skips what is already done):
    ``--steps`` steps, features cached under the run folder;
 4. **vocoder**: with ``--vocoder vocos`` (the default), ``voiceconv-train-vocoder
    model=vocos_small trainer=cpu_vocos`` on the same training halves of both voices for
-   ``--vocoder-minutes`` CPU-minutes, into ``OUT/vocoder_run``; a finished one
+   5000 steps (at most ``--vocoder-minutes`` CPU-minutes), into ``OUT/vocoder_run``; a finished one
    (``OUT/vocoder_run/trained.json``) is reused, an interrupted one resumes from its last
    checkpoint. ``--vocoder griffinlim`` needs no training; ``--vocoder PATH`` takes a
    neural vocoder checkpoint (Vocos, HiFi-GAN) for the same MelConfig;
@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                          " vocos_small on the training halves, or reuse OUT/vocoder_run), Griffin-Lim (no"
                          " training) or a neural vocoder checkpoint (Vocos, HiFi-GAN) for the same MelConfig")
     ap.add_argument("--vocoder-minutes", type=float, default=15.0,
-                    help="CPU-minutes of vocos_small training (--vocoder vocos; one thread)")
+                    help="cap on vocos_small's training in CPU-minutes (--vocoder vocos; one thread;"
+                         " its 5000 steps take about 14 on a recent x86 core)")
     ap.add_argument("--train-override", action="append", default=[],
                     help="extra Hydra override for training, e.g. trainer.batch_size=4 (repeatable)")
     return ap
@@ -115,7 +116,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     vocoder = args.vocoder
     if vocoder == "vocos":
-        t = _stage(4, f"train the vocoder (vocos_small, {args.vocoder_minutes:g} CPU-minutes)")
+        t = _stage(4, f"train the vocoder (vocos_small, 5000 steps, at most {args.vocoder_minutes:g} CPU-minutes)")
         vocoder = str(_train_vocos(out, src, tgt, args.vocoder_minutes, args.device))
         print(f"   vocoder {vocoder} ({time.perf_counter() - t:.0f} s)")
     else:
@@ -154,7 +155,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _train_vocos(out: Path, src: str, tgt: str, minutes: float, device: str) -> Path:
     """``OUT/vocoder_run/checkpoints/last.ckpt``: ``vocos_small`` trained on the demo's
-    training halves for ``minutes`` CPU-minutes, or the one a previous run finished."""
+    training halves (``cpu_vocos``: 5000 steps, stopped early after ``minutes`` CPU-minutes),
+    or the one a previous run finished."""
     import json
 
     from voiceconv.training.vocoder_run import train_vocoder
