@@ -150,11 +150,12 @@ def front_end_window(cfg: MelConfig, dtype: torch.dtype = torch.float64) -> Tens
 def central_difference(x: Tensor, dim: int) -> Tensor:
     """``x[i + 1] - x[i - 1]`` along ``dim``, zero at both ends (the slope of a log-magnitude
     along frequency or time, times 2)."""
-    out = torch.zeros_like(x)
     n = x.shape[dim]
-    if n > 2:
-        out.narrow(dim, 1, n - 2).copy_(x.narrow(dim, 2, n - 2) - x.narrow(dim, 0, n - 2))
-    return out
+    if n <= 2:
+        return torch.zeros_like(x)
+    edge = torch.zeros_like(x.narrow(dim, 0, 1))
+    # out of place (torch.cat, no slice assignment): the ONNX exporter traces it faithfully
+    return torch.cat([edge, x.narrow(dim, 2, n - 2) - x.narrow(dim, 0, n - 2), edge], dim=dim)
 
 
 class InverseSTFT(nn.Module):
