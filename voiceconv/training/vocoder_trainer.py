@@ -540,12 +540,12 @@ class VocoderTrainer(TrainerBase):
 
         # 1. discriminators on real vs detached fake (a random window of each, if set)
         d_losses = dict.fromkeys(names, zero)
-        real_d, fake_d = self._disc_windows(wav, fake) if adversarial else (wav, fake)
+        d_loss = zero
         if adversarial:
+            real_d, fake_d = self._disc_windows(wav, fake)
             judged = self._judge(real_d, fake_d.detach())
             d_losses = {name: self.gan_loss.discriminator_loss(r, f) for name, (r, f, _, _) in judged.items()}
-        d_loss = torch.stack(list(d_losses.values())).sum()
-        if adversarial:
+            d_loss = torch.stack(list(d_losses.values())).sum()
             self._check_finite({"discriminator": d_loss})
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
