@@ -14,6 +14,7 @@ lower than (b), the network added nothing to the prior in that band.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def main() -> None:
         raise SystemExit(f"{args.vocoder}: not a Vocos with magnitude_prior")
     window = torch.hann_window(cfg.win_length)
     freqs = torch.arange(cfg.n_fft // 2 + 1) * cfg.sample_rate / cfg.n_fft
-    bands = [(lo, hi) for lo, hi in zip(args.edges[:-1], args.edges[1:])]
+    bands = list(itertools.pairwise(args.edges))
     per_voice: dict[str, dict[str, list[list[float]]]] = {}
     for line in (args.run / "holdout.txt").read_text().split("\n"):
         if not line.strip():
