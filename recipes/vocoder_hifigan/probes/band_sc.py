@@ -15,18 +15,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
-from eval_vocoder import _run_settings  # noqa: E402
-
-from voiceconv.audio.mel import LogMel  # noqa: E402
-from voiceconv.audio.preparation import Preparation  # noqa: E402
-from voiceconv.vocoders.base import load_vocoder  # noqa: E402
+from _run import open_run, stft_magnitude
 
 
 def main() -> None:
@@ -35,14 +28,9 @@ def main() -> None:
     ap.add_argument("--vocoder", type=Path, required=True, help="a Vocos checkpoint with magnitude_prior")
     ap.add_argument("--edges", type=float, nargs="+", default=[0, 250, 500, 1000, 2000, 4000, 8000, 11025])
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    data_cfg, cfg = _run_settings(args.run)
-    front = LogMel(cfg)
-    prep = Preparation(trim_top_db=data_cfg.get("trim_top_db", 40.0), normalize=data_cfg.get("normalize", "peak"))
-    gen = load_vocoder(args.vocoder, cfg).net.eval()
+    cfg, front, prep, gen = open_run(args.run, args.vocoder)
     if not getattr(gen, "magnitude_prior", False):
         raise SystemExit(f"{args.vocoder}: not a Vocos with magnitude_prior")
-    window = torch.hann_window(cfg.win_length)
     freqs = torch.arange(cfg.n_fft // 2 + 1) * cfg.sample_rate / cfg.n_fft
     bands = list(itertools.pairwise(args.edges))
     per_voice: dict[str, dict[str, list[list[float]]]] = {}
@@ -50,8 +38,7 @@ def main() -> None:
         if not line.strip():
             continue
         ref = torch.from_numpy(prep.load(Path(line), cfg.sample_rate, min_samples=cfg.n_fft))
-        true = torch.stft(ref, cfg.n_fft, cfg.hop_length, cfg.win_length, window, center=cfg.center,
-                          pad_mode=cfg.pad_mode, return_complex=True).abs()
+        true = stft_magnitude(ref, cfg)
         with torch.inference_mode():
             mel = front(ref).unsqueeze(0)
             est = {"learned": torch.exp(gen.spectrum(mel)[0][0].float()),

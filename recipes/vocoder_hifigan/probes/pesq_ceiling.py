@@ -25,19 +25,14 @@ import argparse
 import heapq
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from _run import open_run, stft_magnitude
+from eval_vocoder import spectral_convergence_of, wideband_pesq  # on the path through _run
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
-from eval_vocoder import _run_settings, spectral_convergence_of, wideband_pesq  # noqa: E402
-
-from voiceconv.audio.mel import LogMel  # noqa: E402
-from voiceconv.audio.preparation import Preparation  # noqa: E402
-from voiceconv.vocoders.base import load_vocoder  # noqa: E402
-from voiceconv.vocoders.vocos import VocosGenerator, central_difference  # noqa: E402
+from voiceconv.vocoders.vocos import VocosGenerator, central_difference
 
 
 def heap_phase(gen: VocosGenerator, log_mag: np.ndarray, tol: float = 1e-5) -> np.ndarray:
@@ -92,24 +87,18 @@ def main() -> None:
     ap.add_argument("--split-hz", type=float, default=1000.0)
     ap.add_argument("--heap", action="store_true", help="also the offline heap phase (slow)")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    data_cfg, cfg = _run_settings(args.run)
-    front = LogMel(cfg)
-    prep = Preparation(trim_top_db=data_cfg.get("trim_top_db", 40.0), normalize=data_cfg.get("normalize", "peak"))
-    gen = load_vocoder(args.vocoder, cfg).net.eval()
+    cfg, front, prep, gen = open_run(args.run, args.vocoder)
     if getattr(gen, "phase_mode", None) != "pghi":
         raise SystemExit(f"{args.vocoder}: not a Vocos with phase='pghi'")
     files = [line for line in (args.run / "holdout.txt").read_text().split("\n") if line.strip() and args.voice in line]
     against = {}
     if args.results:
         against = {r["file"]: r[args.against]["pesq_wb"] for r in json.loads(args.results.read_text())["files"]}
-    window = torch.hann_window(cfg.win_length)
     above = (torch.arange(cfg.n_fft // 2 + 1) * cfg.sample_rate / cfg.n_fft >= args.split_hz)[:, None]
     scores: dict[str, list[tuple[float, float, bool]]] = {}
     for f in files:
         ref = prep.load(Path(f), cfg.sample_rate, min_samples=cfg.n_fft)
-        true = torch.log(torch.stft(torch.from_numpy(ref), cfg.n_fft, cfg.hop_length, cfg.win_length, window,
-                                    center=cfg.center, pad_mode=cfg.pad_mode, return_complex=True).abs().clamp_min(1e-5))
+        true = torch.log(stft_magnitude(torch.from_numpy(ref), cfg).clamp_min(1e-5))
         with torch.inference_mode():
             learned = gen.spectrum(front(torch.from_numpy(ref)).unsqueeze(0))[0][0].float()
         mags = {"learned": learned, f"true_above_{args.split_hz:g}": torch.where(above, true, learned), "true": true}
