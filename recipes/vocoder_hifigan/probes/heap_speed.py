@@ -20,20 +20,12 @@ import numba
 import numpy as np
 import torch
 from _run import open_run
-from pesq_ceiling import heap_phase
-
-from voiceconv.vocoders.vocos import central_difference
+from pesq_ceiling import heap_inputs, heap_phase
 
 
 @numba.njit(cache=True)
-def _heap(log_mag, d_time, d_freq, centre, tol_log, noise):  # pragma: no cover - compiled
+def _heap(log_mag, d_time, d_freq, centre, phase, done):  # pragma: no cover - compiled
     n_freq, n_frames = log_mag.shape
-    phase = np.zeros((n_freq, n_frames))
-    done = log_mag < log_mag.max() + tol_log
-    for k in range(n_freq):
-        for t in range(n_frames):
-            if done[k, t]:
-                phase[k, t] = noise[k, t]
     order = np.argsort(-log_mag.ravel())
     keys = np.empty(n_freq * n_frames)
     items = np.empty(n_freq * n_frames, np.int64)
@@ -85,16 +77,8 @@ def _heap(log_mag, d_time, d_freq, centre, tol_log, noise):  # pragma: no cover 
 
 
 def compiled_heap_phase(gen, log_mag: np.ndarray, tol: float = 1e-5) -> np.ndarray:
-    """:func:`pesq_ceiling.heap_phase`, compiled; the same seed-0 random phase below ``tol``."""
-    cfg = gen.mel_config
-    lm = torch.from_numpy(log_mag)
-    d_time = (gen.if_gain * 0.5 * central_difference(lm, 0)).numpy()
-    d_freq = (gen.gd_gain * 0.5 * central_difference(lm, 1)).numpy()
-    centre = (np.arange(log_mag.shape[0]) * cfg.hop_length % cfg.n_fft) * 2 * np.pi / cfg.n_fft
-    small = log_mag < log_mag.max() + math.log(tol)
-    noise = np.zeros_like(log_mag)
-    noise[small] = np.random.default_rng(0).uniform(0, 2 * np.pi, int(small.sum()))
-    return _heap(log_mag, d_time, d_freq, centre, math.log(tol), noise)
+    """:func:`pesq_ceiling.heap_phase`, compiled, from the same :func:`pesq_ceiling.heap_inputs`."""
+    return _heap(log_mag, *heap_inputs(gen, log_mag, tol))
 
 
 def main() -> None:

@@ -35,22 +35,30 @@ from eval_vocoder import spectral_convergence_of, wideband_pesq  # on the path t
 from voiceconv.vocoders.vocos import VocosGenerator, central_difference
 
 
+def heap_inputs(gen: VocosGenerator, log_mag: np.ndarray, tol: float) -> tuple[np.ndarray, ...]:
+    """What the heap integrates, from a ``(F, T)`` natural-log magnitude: the instantaneous-
+    frequency deviation per hop, the phase change per bin beyond -pi (the group delay), each
+    bin's centre advance per hop, the starting phase (a seed-0 random phase on the bins more
+    than ``1/tol`` below the loudest, 0 elsewhere) and the mask of those quiet bins."""
+    cfg = gen.mel_config
+    lm = torch.from_numpy(log_mag)
+    d_time = (gen.if_gain * 0.5 * central_difference(lm, 0)).numpy()
+    d_freq = (gen.gd_gain * 0.5 * central_difference(lm, 1)).numpy()
+    centre = (np.arange(log_mag.shape[0]) * cfg.hop_length % cfg.n_fft) * 2 * np.pi / cfg.n_fft
+    small = log_mag < log_mag.max() + math.log(tol)
+    phase = np.zeros_like(log_mag)
+    phase[small] = np.random.default_rng(0).uniform(0, 2 * np.pi, int(small.sum()))
+    return d_time, d_freq, centre, phase, small
+
+
 def heap_phase(gen: VocosGenerator, log_mag: np.ndarray, tol: float = 1e-5) -> np.ndarray:
     """Offline phase-gradient heap integration (Prusa et al. 2017) of a ``(F, T)`` natural-log
     magnitude, with the generator's phase-gradient gains: from the loudest bin, each bin takes
     its phase from the loudest already-phased neighbour in time (the instantaneous frequency,
     trapezoid) or frequency (the group delay, trapezoid; adjacent bins of a centred frame in
     antiphase); bins more than ``1/tol`` below the loudest get a random phase."""
-    cfg = gen.mel_config
     n_freq, n_frames = log_mag.shape
-    lm = torch.from_numpy(log_mag)
-    d_time = (gen.if_gain * 0.5 * central_difference(lm, 0)).numpy()  # IF deviation per hop
-    d_freq = (gen.gd_gain * 0.5 * central_difference(lm, 1)).numpy()  # phase change per bin beyond -pi
-    centre = (np.arange(n_freq) * cfg.hop_length % cfg.n_fft) * 2 * np.pi / cfg.n_fft
-    phase = np.zeros((n_freq, n_frames))
-    small = log_mag < log_mag.max() + math.log(tol)
-    phase[small] = np.random.default_rng(0).uniform(0, 2 * np.pi, int(small.sum()))
-    done = small.copy()
+    d_time, d_freq, centre, phase, done = heap_inputs(gen, log_mag, tol)
     order, next_seed, heap = np.argsort(-log_mag, axis=None), 0, []
 
     def visit(k: int, t: int, value: float) -> None:
