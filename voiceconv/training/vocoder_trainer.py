@@ -75,8 +75,9 @@ Deviations from the reference implementation, and why:
   as GAN-TTS's random window discriminators (Binkowski et al. 2020) do. On a CPU an
   adversarial step costs ten times a reconstruction step, almost all of it in the
   discriminators; a half-length window halves their cost (15 CPU-minutes with
-  ``vocos_small`` bought 387 adversarial steps instead of 218). The mel and STFT losses still see the whole segment. The windows
-  are drawn from a generator seeded by the run's seed and the step, so resuming stays exact.
+  ``vocos_small`` bought 387 adversarial steps instead of 218). The mel and STFT losses
+  still see the whole segment. The windows are drawn from a generator seeded by the run's
+  seed and the step, so resuming stays exact.
 
 Around it, from the shared :class:`~voiceconv.training.base.TrainerBase` (the VC loop uses
 the same): non-finite loss check (raises :class:`~voiceconv.errors.TrainingDiverged`
